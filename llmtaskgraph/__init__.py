@@ -1,0 +1,45 @@
+"""llmtaskgraph: easily debuggable programs that call LLMs again and again.
+
+Build a :class:`TaskGraph` of tasks, run it (independent tasks run at once), save the whole trace
+as JSON, edit any prompt, reply or output, and run again: only what the edit affects re-runs.
+"""
+
+from __future__ import annotations
+
+from .context import TaskContext
+from .errors import (
+    GraphValidationError,
+    InvalidTraceError,
+    LLMTaskGraphError,
+    MissingFunctionError,
+    OutputNotJSONError,
+    TaskGraphError,
+)
+from .execution import RunEvent, RunReport
+from .graph import TaskGraph
+from .llm import LLMResponse, OfflineLLM, ScriptedLLM
+from .registry import FunctionRegistry
+from .tasks import LLMTask, PythonTask, Task, TaskGraphTask
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FunctionRegistry",
+    "GraphValidationError",
+    "InvalidTraceError",
+    "LLMResponse",
+    "LLMTask",
+    "LLMTaskGraphError",
+    "MissingFunctionError",
+    "OfflineLLM",
+    "OutputNotJSONError",
+    "PythonTask",
+    "RunEvent",
+    "RunReport",
+    "ScriptedLLM",
+    "Task",
+    "TaskContext",
+    "TaskGraph",
+    "TaskGraphError",
+    "TaskGraphTask",
+]

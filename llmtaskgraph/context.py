@@ -1,0 +1,55 @@
+"""TaskContext: the first argument of every registry function."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .execution import Run
+    from .graph import TaskGraph
+    from .tasks import Task
+
+T = TypeVar("T", bound="Task")
+
+
+class TaskContext:
+    """What a running function may see and do: read the graph input, see its task, add tasks.
+
+    Reading ``graph_input`` is recorded, because only stages that read it must run again when it
+    is edited.
+    """
+
+    __slots__ = ("_graph", "_run", "_stage", "read_graph_input", "task")
+
+    def __init__(self, graph: TaskGraph, task: Task, run: Run | None, stage: str) -> None:
+        self._graph = graph
+        self._run = run
+        self._stage = stage
+        self.task = task
+        """The task whose function is running."""
+        self.read_graph_input = False
+
+    @property
+    def graph_input(self) -> Any:
+        """The graph's input (for a sub-graph, what its TaskGraphTask's input formatter returned)."""
+        self.read_graph_input = True
+        return self._graph.graph_input
+
+    @property
+    def stage(self) -> str:
+        """The stage running: ``run``, ``format``, ``parse`` or ``input``."""
+        return self._stage
+
+    def add_task(self, task: T) -> T:
+        """Add a task to the graph while it runs; it starts as soon as its dependencies are done.
+
+        Its id is derived from this task's id and ``task.key`` (or the order of creation), so when
+        this task runs again and re-creates it, the child keeps its memoized results.
+        """
+        return self._graph._add_child(self.task, task, self._run)
+
+    def add_output_task(self, task: T) -> T:
+        """Add a task and make it the graph's output."""
+        added = self.add_task(task)
+        self._graph.output_task = added
+        return added

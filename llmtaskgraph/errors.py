@@ -1,0 +1,70 @@
+"""The exceptions llmtaskgraph raises, all rooted at one class so callers can catch them together.
+
+::
+
+    LLMTaskGraphError
+    ├── GraphValidationError (also ValueError)  a graph that cannot be run as it stands
+    │   └── InvalidTraceError                   JSON that is not a valid trace; names the field
+    ├── MissingFunctionError (also KeyError)    registry names the graph needs but cannot find
+    ├── OutputNotJSONError (also TypeError)     a task produced a value that cannot be stored
+    └── TaskGraphError                          a run finished with failed tasks; lists them all
+
+Messages name task ids and fields in backticks and say what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class LLMTaskGraphError(Exception):
+    """Root of every error raised by llmtaskgraph itself."""
+
+
+class GraphValidationError(LLMTaskGraphError, ValueError):
+    """The graph is malformed: a missing dependency, a cycle, a duplicate id, a bad field."""
+
+
+class InvalidTraceError(GraphValidationError):
+    """A JSON trace could not be loaded. ``path`` locates the offending field, e.g. ``tasks[3].deps``."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        super().__init__(f"invalid trace at `{path}`: {message}" if path else f"invalid trace: {message}")
+
+
+class MissingFunctionError(LLMTaskGraphError, KeyError):
+    """The registry lacks names the graph needs (all of them are listed at once)."""
+
+    def __init__(self, problems: dict[str, list[str]]) -> None:
+        #: registry name -> ids of the tasks that need it
+        self.problems = problems
+        lines = [f"  `{name}` (needed by {', '.join(f'`{t}`' for t in tasks)})" for name, tasks in problems.items()]
+        super().__init__(
+            "the function registry is missing or has non-callable entries for:\n"
+            + "\n".join(lines)
+            + "\nAdd them to the registry (registry[name] = function) before running."
+        )
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class OutputNotJSONError(LLMTaskGraphError, TypeError):
+    """A registry function returned something that JSON cannot hold, so the trace could not store it."""
+
+
+class TaskGraphError(LLMTaskGraphError):
+    """A run finished but some tasks failed. Their outputs are absent; every completed output is kept.
+
+    Fix the functions (or edit the trace) and run again: completed tasks are not repeated.
+    """
+
+    def __init__(self, failed: Iterable[tuple[str, str]]) -> None:
+        #: (task path, one-line error) for each failed task
+        self.failed = list(failed)
+        lines = [f"  `{path}`: {msg}" for path, msg in self.failed]
+        super().__init__(
+            f"{len(self.failed)} task(s) failed:\n" + "\n".join(lines) + "\n"
+            "Completed outputs are kept in the trace; fix the cause and run again to resume."
+        )

@@ -1,0 +1,508 @@
+"""The scheduler: runs ready tasks concurrently on one asyncio loop, stage by stage, memoized.
+
+It keeps its own in-degree counts (not ``graphlib``) because tasks may be added while it runs.
+A task whose every stage fingerprint matches completes synchronously, without a coroutine, so
+replaying a finished trace costs little more than hashing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from .context import TaskContext
+from .errors import LLMTaskGraphError
+from .fingerprint import check_json, digest, stage_fingerprint
+from .llm.base import LLMBackend, build_request
+from .registry import Registry, lookup
+from .tasks import LLMTask, PythonTask, Task, TaskError, TaskGraphTask
+
+if TYPE_CHECKING:
+    from .graph import TaskGraph
+
+
+@dataclass
+class RunEvent:
+    """Something that happened during a run, passed to ``on_event`` callbacks."""
+
+    kind: str
+    """``task_started``, ``task_finished``, ``task_failed``, ``task_reused``, ``task_blocked``,
+    ``task_added``, ``llm_started``, ``llm_finished`` or ``run_finished``."""
+    path: str
+    """Task id, prefixed by the ids of enclosing TaskGraphTasks (``outer > inner``)."""
+    task: Task | None
+    time: float = field(default_factory=time.time)
+
+
+@dataclass
+class RunOptions:
+    """Settings of one run; every backend understands these."""
+
+    llm: LLMBackend
+    """Serves LLMTask calls."""
+    max_concurrency: int = 16
+    """LLM calls in flight at once."""
+    max_tasks: int | None = None
+    """Start no new task after this many have executed (memoized ones do not count)."""
+    timeout: float | None = None
+    """Start no new task after this many seconds; running ones finish."""
+    break_before: Collection[str] = ()
+    """Stop before executing any of these task ids."""
+    break_after: Collection[str] = ()
+    """Stop after any of these task ids finishes."""
+    on_event: Callable[[RunEvent], None] | None = None
+    """Called on the loop thread for every :class:`RunEvent`."""
+    max_workers: int = 32
+    """Threads for plain (non-async) registry functions, so they do not block LLM calls."""
+
+
+@dataclass
+class RunReport:
+    """What one run did: read it from ``graph.last_run``."""
+
+    executed: list[str] = field(default_factory=list)
+    """Paths of tasks that executed at least one stage, in start order."""
+    reused: int = 0
+    """Tasks whose every stage was memoized."""
+    calls: Counter[str] = field(default_factory=Counter)
+    """Registry name -> how many times it was called."""
+    llm_calls: int = 0
+    """LLM requests made (cached replies not counted)."""
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    """(path, one-line error) of each failed task."""
+    blocked: list[str] = field(default_factory=list)
+    """Paths of tasks not run because a dependency failed."""
+    stopped: str | None = None
+    """Why the run stopped before the graph finished (``max_tasks``, ``timeout``, ``stop``,
+    ``break_before:<id>``, ``break_after:<id>``), or None."""
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+
+class _Shared:
+    """State shared by a run and the runs of its sub-graphs."""
+
+    def __init__(self, registry: Registry, options: RunOptions) -> None:
+        self.registry = registry
+        self.options = options
+        self.report = RunReport()
+        self.semaphore = asyncio.Semaphore(options.max_concurrency)
+        self.executor: ThreadPoolExecutor | None = None
+        self.deadline = None if options.timeout is None else time.monotonic() + options.timeout
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.is_async: dict[Callable[..., Any], bool] = {}
+
+    def emit(self, kind: str, path: str, task: Task | None) -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(RunEvent(kind, path, task))
+
+    def may_start(self, task_id: str) -> bool:
+        """False once a bound is reached; records why in ``report.stopped``."""
+        report, opts = self.report, self.options
+        if report.stopped is None:
+            if opts.max_tasks is not None and len(report.executed) >= opts.max_tasks:
+                report.stopped = "max_tasks"
+            elif self.deadline is not None and time.monotonic() >= self.deadline:
+                report.stopped = "timeout"
+            elif task_id in opts.break_before:
+                report.stopped = f"break_before:{task_id}"
+        return report.stopped is None
+
+    def run_sync_fn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        if self.executor is None:
+            self.executor = ThreadPoolExecutor(self.options.max_workers, thread_name_prefix="llmtaskgraph")
+        return asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Await an async function on the loop; run a plain one in a worker thread."""
+        is_async = self.is_async.get(fn)
+        if is_async is None:
+            # also catches callable objects whose __call__ is async
+            is_async = self.is_async[fn] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+                type(fn).__call__
+            )
+        result = fn(*args, **kwargs) if is_async else self.run_sync_fn(fn, *args, **kwargs)
+        result = await result
+        if inspect.isawaitable(result):  # e.g. a partial or lambda wrapping an async function
+            result = await result
+        return result
+
+
+class _StageError(Exception):
+    """Carries the stage in which a task failed, wrapping the original exception."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        self.stage = stage
+        self.cause = cause
+
+
+class Run:
+    """One execution of one graph. Sub-graphs get their own Run sharing the same :class:`_Shared`."""
+
+    def __init__(self, graph: TaskGraph, shared: _Shared, prefix: str = "") -> None:
+        self.graph = graph
+        self.shared = shared
+        self.prefix = prefix
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        self.gi_fp = digest(graph.graph_input)
+        self.finished: dict[str, str] = {}
+        self.registered: set[str] = set()
+        self.waiting: dict[str, int] = {}
+        self.dependents: dict[str, list[str]] = {}
+        self.ready: deque[str] = deque()
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.children_seen: dict[str, list[str]] = {}
+        self.child_counts: dict[str, Counter[str]] = {}
+        self.failed_here = False
+        self._launching = False
+        self._idle = asyncio.Event()
+
+    # -- scheduling -------------------------------------------------------------------------------
+    async def execute(self) -> None:
+        graph = self.graph
+        for task in list(graph.tasks.values()):
+            # A child waits for its creator, which may re-create it differently or not at all.
+            if task.created_by is None or task.created_by not in graph.tasks:
+                self.register(task)
+        self._launch_ready()
+        try:
+            while self.running or (self.ready and self.shared.report.stopped is None):
+                self._idle.clear()
+                await self._idle.wait()
+        except BaseException:
+            for t in self.running.values():
+                t.cancel()
+            await asyncio.gather(*self.running.values(), return_exceptions=True)
+            raise
+        self._settle()
+
+    def register(self, task: Task) -> None:
+        """Schedule ``task``; called for the graph's tasks at start and for tasks added while running."""
+        tid = task.id
+        assert tid is not None
+        if tid in self.registered:
+            return
+        self.registered.add(tid)
+        self.shared.emit("task_added", self.prefix + tid, task)
+        missing = 0
+        for dep in set(task.all_deps()):
+            state = self.finished.get(dep)
+            if state == "done":
+                continue
+            if state is not None:
+                self._block(tid)
+                return
+            missing += 1
+            self.dependents.setdefault(dep, []).append(tid)
+        if missing:
+            self.waiting[tid] = missing
+        else:
+            self.ready.append(tid)
+            self._launch_ready()
+
+    def _launch_ready(self) -> None:
+        if self._launching:  # re-entered from a synchronous completion below: the outer loop continues
+            return
+        self._launching = True
+        try:
+            while self.ready:
+                tid = self.ready[0]
+                task = self.graph.tasks.get(tid)
+                if task is None:  # removed while waiting (a stale dynamic child)
+                    self.ready.popleft()
+                    continue
+                try:
+                    start = self._first_stale_stage(task)
+                except Exception as exc:  # a hand-edited prompt that is no longer valid, say
+                    self.ready.popleft()
+                    self._fail(task, _StageError("call", exc))
+                    continue
+                if start is None:
+                    self.ready.popleft()
+                    self.shared.report.reused += 1
+                    task.record.status = "done"
+                    self.shared.emit("task_reused", self.prefix + tid, task)
+                    self._finish(task, "done")
+                    continue
+                if not self.shared.may_start(tid):
+                    break
+                self.ready.popleft()
+                self.shared.report.executed.append(self.prefix + tid)
+                self.children_seen[tid] = []
+                self.child_counts[tid] = Counter()
+                runner = self.loop.create_task(self._execute(task, start))
+                self.running[tid] = runner
+                self.shared.tasks.add(runner)
+                runner.add_done_callback(self.shared.tasks.discard)
+        finally:
+            self._launching = False
+        self._idle.set()
+
+    def _finish(self, task: Task, state: str) -> None:
+        tid = task.id
+        assert tid is not None
+        self.finished[tid] = state
+        self.running.pop(tid, None)
+        if state == "done":
+            self._adopt_children(task)
+            for dep_of in self.dependents.pop(tid, ()):
+                left = self.waiting.get(dep_of)
+                if left is None:
+                    continue
+                if left == 1:
+                    del self.waiting[dep_of]
+                    self.ready.append(dep_of)
+                else:
+                    self.waiting[dep_of] = left - 1
+            if tid in self.shared.options.break_after and self.shared.report.stopped is None:
+                self.shared.report.stopped = f"break_after:{tid}"
+        else:
+            for dep_of in self.dependents.pop(tid, ()):
+                self._block(dep_of)
+        self._launch_ready()
+
+    def _block(self, tid: str) -> None:
+        stack = [tid]
+        while stack:
+            t = stack.pop()
+            if t in self.finished:
+                continue
+            self.waiting.pop(t, None)
+            self.finished[t] = "blocked"
+            task = self.graph.tasks.get(t)
+            if task is not None:
+                task.record.status = "blocked"
+                self.shared.report.blocked.append(self.prefix + t)
+                self.shared.emit("task_blocked", self.prefix + t, task)
+            stack.extend(self.dependents.pop(t, ()))
+
+    def _adopt_children(self, task: Task) -> None:
+        """After a creator finishes: drop children it no longer creates, schedule the rest."""
+        tid = task.id
+        assert tid is not None
+        seen = self.children_seen.pop(tid, None)
+        if seen is not None:  # it executed: the children it created this time are its children now
+            kept = set(seen)
+            stale = [c for c in task.record.children if c not in kept]
+            task.record.children = seen
+            if stale:
+                self.graph.remove_tasks(stale)
+        for child_id in task.record.children:
+            child = self.graph.tasks.get(child_id)
+            if child is not None:
+                self.register(child)
+
+    def _settle(self) -> None:
+        """At the end: tasks never started stay pending if the run was stopped, else are blocked."""
+        stopped = self.shared.report.stopped is not None
+        for tid, task in self.graph.tasks.items():
+            if tid in self.finished:
+                continue
+            if stopped:
+                if task.record.status == "running":
+                    task.record.status = "pending"
+            elif tid in self.registered or task.created_by is not None:
+                task.record.status = "blocked"
+                self.shared.report.blocked.append(self.prefix + tid)
+
+    # -- fingerprints -----------------------------------------------------------------------------
+    def _inputs_fp(self, task: Task) -> str:
+        tasks = self.graph.tasks
+        return stage_fingerprint(
+            [tasks[d].record.output_fingerprint() for d in task.deps],
+            {k: tasks[d].record.output_fingerprint() for k, d in task.kwdeps.items()},
+        )
+
+    def _fp(self, task: Task, stage: str, name: str, inputs: Any, reads_input: bool | None = None) -> str:
+        """Fingerprint of a stage; includes the graph input only if that stage reads it."""
+        if reads_input is None:
+            reads_input = stage in task.record.reads_graph_input
+        return stage_fingerprint(stage, name, inputs, self.gi_fp if reads_input else None)
+
+    def _call_fp(self, task: LLMTask, request: dict[str, Any]) -> str:
+        return stage_fingerprint("call", self.shared.options.llm.kind, request, task.sample)
+
+    def _first_stale_stage(self, task: Task) -> str | None:
+        """The first stage whose stored fingerprint differs from its current inputs, or None."""
+        fps = task.record.fingerprints
+        if isinstance(task, PythonTask):
+            return None if fps.get("run") == self._fp(task, "run", task.fn_name, self._inputs_fp(task)) else "run"
+        if isinstance(task, LLMTask):
+            if fps.get("format") != self._fp(task, "format", task.formatter_name, self._inputs_fp(task)):
+                return "format"
+            if fps.get("call") != self._call_fp(task, build_request(task.record.prompt, task.params)):
+                return "call"
+            response = task.record.response or {}
+            if fps.get("parse") != self._fp(task, "parse", task.parser_name, digest(response.get("text"))):
+                return "parse"
+            return None
+        return "input"  # a sub-graph always runs; its own tasks are memoized
+
+    # -- executing one task -----------------------------------------------------------------------
+    async def _execute(self, task: Task, start: str) -> None:
+        rec = task.record
+        rec.status = "running"
+        rec.error = None
+        rec.started_at = time.time()
+        rec.finished_at = None
+        path = self.prefix + str(task.id)
+        self.shared.emit("task_started", path, task)
+        try:
+            if isinstance(task, PythonTask):
+                await self._run_python(task)
+            elif isinstance(task, LLMTask):
+                await self._run_llm(task, start)
+            elif isinstance(task, TaskGraphTask) and not await self._run_subgraph(task):
+                rec.status = "pending"  # a bounded run stopped inside the sub-graph: resume later
+                self.running.pop(str(task.id), None)
+                self._idle.set()
+                return
+        except asyncio.CancelledError:
+            rec.status = "pending"
+            rec.finished_at = time.time()
+            self.running.pop(str(task.id), None)
+            raise
+        except _StageError as exc:
+            rec.finished_at = time.time()
+            self._fail(task, exc)
+            return
+        rec.status = "done"
+        rec.finished_at = time.time()
+        self.shared.emit("task_finished", path, task)
+        self._finish(task, "done")
+
+    def _fail(self, task: Task, exc: _StageError) -> None:
+        rec = task.record
+        cause = exc.cause
+        rec.status = "failed"
+        rec.error = TaskError(
+            type=type(cause).__name__,
+            message=str(cause),
+            traceback="".join(traceback.format_exception(cause)),
+            stage=exc.stage,
+        )
+        # The failed stage and everything after it no longer hold a valid result.
+        stages = task.stages
+        for stage in stages[stages.index(exc.stage):] if exc.stage in stages else stages:
+            rec.fingerprints.pop(stage, None)
+        seen = self.children_seen.pop(str(task.id), None)
+        if seen:  # keep old children too: the fixed creator may re-create them
+            rec.children = list(dict.fromkeys([*rec.children, *seen]))
+        self.failed_here = True
+        path = self.prefix + str(task.id)
+        first_line = (str(cause).splitlines() or [""])[0]
+        self.shared.report.failed.append((path, f"{type(cause).__name__} in {exc.stage}: {first_line}"))
+        self.shared.emit("task_failed", path, task)
+        self._finish(task, "failed")
+
+    async def _stage(self, task: Task, stage: str, fn_name: str, *args: Any, **kwargs: Any) -> tuple[Any, bool]:
+        """Call a registry function for one stage; returns its JSON-checked result and whether it read the input."""
+        fn = lookup(self.shared.registry, fn_name)
+        if fn is None:
+            raise _StageError(stage, KeyError(f"registry has no callable `{fn_name}` (needed by task `{task.id}`)"))
+        ctx = TaskContext(self.graph, task, self, stage)
+        self.shared.report.calls[fn_name] += 1
+        task.record.fingerprints.pop(stage, None)
+        try:
+            result = await self.shared.call(fn, ctx, *args, **kwargs)
+            check_json(result, f"`{fn_name}` ({stage} of task `{task.id}`)", "prompt" if stage == "format" else "output")
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raise _StageError(stage, exc) from exc
+        reads = task.record.reads_graph_input
+        if ctx.read_graph_input and stage not in reads:
+            reads.append(stage)
+        elif not ctx.read_graph_input and stage in reads:
+            reads.remove(stage)
+        return result, ctx.read_graph_input
+
+    def _dep_outputs(self, task: Task) -> tuple[list[Any], dict[str, Any]]:
+        tasks = self.graph.tasks
+        return [tasks[d].record.output for d in task.deps], {k: tasks[d].record.output for k, d in task.kwdeps.items()}
+
+    async def _run_python(self, task: PythonTask) -> None:
+        inputs_fp = self._inputs_fp(task)
+        args, kwargs = self._dep_outputs(task)
+        output, reads = await self._stage(task, "run", task.fn_name, *args, **kwargs)
+        task.record.set_output(output)
+        task.record.fingerprints["run"] = self._fp(task, "run", task.fn_name, inputs_fp, reads)
+
+    async def _run_llm(self, task: LLMTask, start: str) -> None:
+        rec = task.record
+        if start == "format":
+            inputs_fp = self._inputs_fp(task)
+            args, kwargs = self._dep_outputs(task)
+            prompt, reads = await self._stage(task, "format", task.formatter_name, *args, **kwargs)
+            rec.prompt = prompt
+            rec.fingerprints["format"] = self._fp(task, "format", task.formatter_name, inputs_fp, reads)
+        try:
+            request = build_request(rec.prompt, task.params)
+        except Exception as exc:
+            raise _StageError("format", TypeError(f"formatter `{task.formatter_name}` of task `{task.id}`: {exc}")) from exc
+        call_fp = self._call_fp(task, request)
+        if rec.fingerprints.get("call") != call_fp:
+            rec.fingerprints.pop("call", None)
+            rec.response = await self._call_llm(task, request)
+            rec.fingerprints["call"] = call_fp
+        text = (rec.response or {}).get("text")
+        parse_inputs = digest(text)
+        if rec.fingerprints.get("parse") != self._fp(task, "parse", task.parser_name, parse_inputs):
+            output, reads = await self._stage(task, "parse", task.parser_name, text)
+            rec.set_output(output)
+            rec.fingerprints["parse"] = self._fp(task, "parse", task.parser_name, parse_inputs, reads)
+
+    async def _call_llm(self, task: LLMTask, request: dict[str, Any]) -> dict[str, Any]:
+        shared = self.shared
+        path = self.prefix + str(task.id)
+        async with shared.semaphore:
+            shared.emit("llm_started", path, task)
+            try:
+                response = await shared.options.llm.complete(request)
+            except (asyncio.CancelledError, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                raise _StageError("call", exc) from exc
+            finally:
+                shared.report.llm_calls += 1
+                shared.emit("llm_finished", path, task)
+        return response.to_json()
+
+    async def _run_subgraph(self, task: TaskGraphTask) -> bool:
+        """Run the sub-graph; False if a bound stopped it before it finished."""
+        rec = task.record
+        sub = task.subgraph
+        inputs_fp = self._inputs_fp(task)
+        if rec.fingerprints.get("input") != self._fp(task, "input", task.input_formatter_name, inputs_fp):
+            args, kwargs = self._dep_outputs(task)
+            sub_input, reads = await self._stage(task, "input", task.input_formatter_name, *args, **kwargs)
+            sub.graph_input = sub_input
+            rec.fingerprints["input"] = self._fp(task, "input", task.input_formatter_name, inputs_fp, reads)
+        rec.fingerprints.pop("subgraph", None)
+        inner = Run(sub, self.shared, f"{self.prefix}{task.id} > ")
+        await inner.execute()
+        if inner.failed_here:
+            failed = [p for p, _ in self.shared.report.failed if p.startswith(inner.prefix)]
+            raise _StageError("subgraph", SubgraphFailed(f"sub-graph tasks failed: {', '.join(failed)}"))
+        result = sub.result_task()
+        if result is not None and inner.finished.get(str(result.id)) != "done":
+            if self.shared.report.stopped is not None:
+                return False
+            raise _StageError("subgraph", SubgraphFailed(f"sub-graph output task `{result.id}` did not finish"))
+        rec.set_output(None if result is None else result.record.output)
+        rec.fingerprints["subgraph"] = rec.output_fingerprint()
+        return True
+
+
+class SubgraphFailed(LLMTaskGraphError):
+    """A TaskGraphTask failed because tasks in its sub-graph failed (they are listed)."""

@@ -1,0 +1,93 @@
+"""The small interface every LLM backend implements, and the prompt shapes a formatter may return.
+
+The scheduler only ever calls :meth:`LLMBackend.complete`; the anthropic SDK, the offline default
+and scripted replies are interchangeable behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass
+class LLMResponse:
+    """One reply, with what the trace records about the call that produced it."""
+
+    text: str
+    """The reply text the parser receives."""
+    model: str | None = None
+    """The model that answered, as the backend reports it."""
+    stop_reason: str | None = None
+    """Why generation stopped (``end_turn``, ``max_tokens``, ...)."""
+    usage: dict[str, int] = field(default_factory=dict)
+    """Token counts: ``input_tokens``, ``output_tokens`` and cache counts when present."""
+    latency: float | None = None
+    """Seconds from sending the request to having the whole reply."""
+    retries: int = 0
+    """How many times the request was retried before it succeeded."""
+    backend: str = ""
+    """Which backend answered (``offline``, ``scripted``, ``anthropic``)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """Anything with ``kind`` and an async ``complete`` can serve LLMTasks."""
+
+    kind: str
+    """Identifies the backend in call fingerprints, so switching backend calls the LLM again."""
+
+    async def complete(self, request: dict[str, Any]) -> LLMResponse:
+        """Answer one Messages API request (``messages``, ``system``, ``model``, ...)."""
+        ...
+
+
+class PromptError(TypeError):
+    """A formatter returned something that is not a prompt."""
+
+
+def build_request(prompt: Any, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Turn a formatter's prompt into Messages API arguments merged over the task's ``params``.
+
+    A prompt is a ``str`` (one user message), a list of messages, or a dict of Messages API
+    arguments that must include ``messages``.
+    """
+    request: dict[str, Any] = dict(params or {})
+    if isinstance(prompt, str):
+        request["messages"] = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, list):
+        _check_messages(prompt)
+        request["messages"] = prompt
+    elif isinstance(prompt, dict):
+        if "messages" not in prompt:
+            raise PromptError("a dict prompt must have a `messages` key (a list of {role, content} messages)")
+        _check_messages(prompt["messages"])
+        request.update(prompt)
+    else:
+        raise PromptError(
+            f"expected a str, a list of messages or a dict of Messages API arguments, got {type(prompt).__name__}"
+        )
+    return request
+
+
+def _check_messages(messages: Any) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise PromptError("`messages` must be a non-empty list of {role, content} dicts")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise PromptError(f"message {i} must be a dict with `role` and `content`, got {m!r:.80}")
+
+
+def last_user_text(request: dict[str, Any]) -> str:
+    """The text of the last user message: what offline and scripted backends answer to."""
+    for m in reversed(request.get("messages", [])):
+        if m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return "\n".join(b.get("text", "") for b in content if isinstance(b, dict))
+    return ""

@@ -1,0 +1,94 @@
+"""LLM backends that need no network: the offline default and scripted replies for tutorials."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..fingerprint import digest
+from .base import LLMResponse, last_user_text
+
+OFFLINE_NOTICE = (
+    "llmtaskgraph: no ANTHROPIC_API_KEY set, so LLM tasks use the offline backend; "
+    "its replies are placeholders, not model output. Set ANTHROPIC_API_KEY (or pass llm=AnthropicLLM(...)) "
+    "to call Claude."
+)
+
+
+class OfflineLLM:
+    """Deterministic stand-in used when no API key is configured.
+
+    Each reply is labelled ``[offline reply <hash>]`` and echoes the prompt, so it can never be
+    mistaken for a model's answer, yet equal prompts give equal replies and the graph runs end to end.
+    """
+
+    kind = "offline"
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.calls = 0
+
+    async def complete(self, request: dict[str, Any]) -> LLMResponse:
+        self.calls += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        prompt = last_user_text(request)
+        text = f"[offline reply {digest(request)[:8]}] {prompt}"
+        return LLMResponse(
+            text=text,
+            model="offline",
+            stop_reason="end_turn",
+            usage={"input_tokens": _count_tokens(prompt), "output_tokens": _count_tokens(text)},
+            latency=self.latency,
+            backend=self.kind,
+        )
+
+
+Script = Mapping[str, str] | Callable[[str], str]
+
+
+class ScriptedLLM:
+    """Replies from a script: a mapping from prompt text to reply, or a function of the prompt.
+
+    A mapping key matches a prompt that equals it or, failing that, that contains it, so tutorials
+    can key on a distinctive phrase. A prompt no entry matches raises ``KeyError`` naming it.
+    """
+
+    kind = "scripted"
+
+    def __init__(self, script: Script, latency: float = 0.0) -> None:
+        self.script = script
+        self.latency = latency
+        self.calls = 0
+
+    async def complete(self, request: dict[str, Any]) -> LLMResponse:
+        self.calls += 1
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        prompt = last_user_text(request)
+        text = self.reply_for(prompt)
+        return LLMResponse(
+            text=text,
+            model="scripted",
+            stop_reason="end_turn",
+            usage={"input_tokens": _count_tokens(prompt), "output_tokens": _count_tokens(text)},
+            latency=self.latency,
+            backend=self.kind,
+        )
+
+    def reply_for(self, prompt: str) -> str:
+        if callable(self.script):
+            return self.script(prompt)
+        if prompt in self.script:
+            return self.script[prompt]
+        for key, reply in self.script.items():
+            if key in prompt:
+                return reply
+        raise KeyError(f"ScriptedLLM has no reply for the prompt {prompt[:200]!r}; add an entry to the script")
+
+
+def _count_tokens(text: str) -> int:
+    # A rough word-piece count so offline usage totals are plausible, not zero.
+    return len(re.findall(r"\w+|[^\w\s]", text))

@@ -1,0 +1,299 @@
+"""The JSON trace format ``llmtaskgraph/1``: graph, tasks and everything their runs produced.
+
+Loading validates every field and names the first bad one (``tasks[3].deps[0]``); it never
+imports, evaluates or resolves anything named in the file, and never modifies its input.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidTraceError
+from .fingerprint import _find_problem
+from .tasks import STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, TaskRecord
+
+if TYPE_CHECKING:
+    from .graph import TaskGraph
+
+FORMAT = "llmtaskgraph/1"
+MAX_NESTING = 64
+"""Deepest chain of sub-graphs a trace may hold; deeper input is refused rather than recursed into."""
+
+_COMMON = ("id", "type", "name", "key", "created_by", "deps", "kwdeps")
+_RECORD = (
+    "status", "prompt", "response", "output", "fingerprints", "reads_graph_input", "error",
+    "started_at", "finished_at", "children",
+)
+_TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "python": ("fn",),
+    "llm": ("formatter", "parser", "params", "sample"),
+    "graph": ("input_formatter", "subgraph"),
+}
+_TYPES: dict[str, type[Task]] = {"python": PythonTask, "llm": LLMTask, "graph": TaskGraphTask}
+
+
+# -- writing ----------------------------------------------------------------------------------------
+def graph_to_json(graph: TaskGraph) -> dict[str, Any]:
+    return {"format": FORMAT, **_graph_body(graph)}
+
+
+def _graph_body(graph: TaskGraph) -> dict[str, Any]:
+    return {
+        "graph_input": graph.graph_input,
+        "output_task": graph._output_id,
+        "tasks": [_task_to_json(t) for t in graph.tasks.values()],
+    }
+
+
+def _task_to_json(task: Task) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": task.id, "type": task.type, "name": task.name, "key": task.key, "created_by": task.created_by,
+        "deps": list(task.deps), "kwdeps": dict(task.kwdeps),
+    }
+    if isinstance(task, PythonTask):
+        out["fn"] = task.fn_name
+    elif isinstance(task, LLMTask):
+        out.update(formatter=task.formatter_name, parser=task.parser_name, params=task.params, sample=task.sample)
+    elif isinstance(task, TaskGraphTask):
+        out.update(input_formatter=task.input_formatter_name, subgraph=_graph_body(task.subgraph))
+    rec = task.record
+    err = rec.error
+    out.update(
+        status=rec.status,
+        prompt=rec.prompt,
+        response=rec.response,
+        output=rec.output,
+        fingerprints=dict(rec.fingerprints),
+        reads_graph_input=list(rec.reads_graph_input),
+        error=None if err is None else {"type": err.type, "message": err.message, "traceback": err.traceback, "stage": err.stage},
+        started_at=rec.started_at,
+        finished_at=rec.finished_at,
+        children=list(rec.children),
+    )
+    return out
+
+
+def save(graph: TaskGraph, path: Path) -> None:
+    """Write atomically: a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
+    text = json.dumps(graph.to_json(), ensure_ascii=False, allow_nan=False)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- reading ----------------------------------------------------------------------------------------
+def load(path: Path) -> TaskGraph:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidTraceError(f"`{path}` is not UTF-8 text ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidTraceError(f"`{path}` is not valid JSON: {exc}") from exc
+    return graph_from_json(data)
+
+
+def graph_from_json(data: Any) -> TaskGraph:
+    obj = _Reader("").obj(data, ("format", "graph_input", "output_task", "tasks"))
+    fmt = obj.get("format")
+    if fmt != FORMAT:
+        raise InvalidTraceError(f"unsupported format {fmt!r}; this version of llmtaskgraph reads {FORMAT!r}", "format")
+    return _graph_from(obj, "", 0)
+
+
+class _Reader:
+    """Typed field access that reports the path of whatever is wrong."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def at(self, field: str) -> str:
+        return f"{self.path}.{field}" if self.path else field
+
+    def obj(self, value: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise InvalidTraceError(f"expected an object, got {_kind(value)}", self.path or "<root>")
+        for key in value:
+            if key not in allowed:
+                raise InvalidTraceError(f"unknown field (expected one of {', '.join(allowed)})", self.at(str(key)))
+        for key in required:
+            if key not in value:
+                raise InvalidTraceError("required field is missing", self.at(key))
+        return value
+
+    def get(self, obj: dict[str, Any], field: str, check: Callable[[Any], bool], expected: str, default: Any = None) -> Any:
+        value = obj.get(field, default)
+        if not check(value):
+            raise InvalidTraceError(f"expected {expected}, got {_kind(value)}", self.at(field))
+        return value
+
+    def json_value(self, obj: dict[str, Any], field: str) -> Any:
+        value = obj.get(field)
+        problem = _find_problem(value, self.at(field))
+        if problem is not None:
+            raise InvalidTraceError(problem[1], problem[0])
+        return value
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    text = repr(value) if isinstance(value, (bool, int, float)) else f"{value!r:.40}" if isinstance(value, str) else ""
+    return f"{names.get(type(value), type(value).__name__)} {text}".strip()
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _opt_str(v: Any) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _is_number_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
+    from .graph import TaskGraph
+
+    if depth > MAX_NESTING:
+        raise InvalidTraceError(f"sub-graphs are nested more than {MAX_NESTING} deep", path or "<root>")
+    r = _Reader(path)
+    r.obj(obj, ("format", "graph_input", "output_task", "tasks"), ("tasks",))
+    graph = TaskGraph(r.json_value(obj, "graph_input"))
+    tasks_value = r.get(obj, "tasks", lambda v: isinstance(v, list), "a list of tasks")
+    for i, item in enumerate(tasks_value):
+        task = _task_from(item, r.at(f"tasks[{i}]"), depth)
+        if task.id in graph.tasks:
+            raise InvalidTraceError(f"duplicate task id `{task.id}`", r.at(f"tasks[{i}].id"))
+        task.graph = graph
+        graph.tasks[str(task.id)] = task
+    _check_references(graph, r)
+    output_id = r.get(obj, "output_task", _opt_str, "a task id or null")
+    if output_id is not None and output_id not in graph.tasks:
+        raise InvalidTraceError(f"`{output_id}` is not a task in this graph", r.at("output_task"))
+    graph._output_id = output_id
+    return graph
+
+
+def _task_from(item: Any, path: str, depth: int) -> Task:
+    r = _Reader(path)
+    head = r.obj(item, (*_COMMON, *_RECORD, *sum(_TYPE_FIELDS.values(), ())), ("id", "type"))
+    ttype = head["type"]
+    if ttype not in _TYPES:
+        raise InvalidTraceError(f"unknown task type {ttype!r} (expected one of {', '.join(_TYPES)})", r.at("type"))
+    obj = r.obj(item, (*_COMMON, *_RECORD, *_TYPE_FIELDS[ttype]), (*_TYPE_FIELDS[ttype][:1], "id", "type"))
+    tid = r.get(obj, "id", _is_str, "a non-empty string")
+    deps = r.get(obj, "deps", _str_list, "a list of task ids", [])
+    kwdeps = r.get(obj, "kwdeps", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                   "an object of name -> task id", {})
+    common: dict[str, Any] = {
+        "name": r.get(obj, "name", _opt_str, "a string or null"),
+        "key": r.get(obj, "key", _opt_str, "a string or null"),
+        "id": tid,
+    }
+    task: Task
+    if ttype == "python":
+        task = PythonTask(r.get(obj, "fn", _is_str, "a registry name"), *deps, **common)
+    elif ttype == "llm":
+        params = r.json_value(obj, "params") or {}
+        if not isinstance(params, dict):
+            raise InvalidTraceError(f"expected an object of Messages API settings, got {_kind(params)}", r.at("params"))
+        sample = r.get(obj, "sample", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                       "a whole number >= 0", 0)
+        task = LLMTask(r.get(obj, "formatter", _is_str, "a registry name"), r.get(obj, "parser", _is_str, "a registry name"),
+                       *deps, params=params, sample=sample, **common)
+    else:
+        sub = _graph_from(r.get(obj, "subgraph", lambda v: isinstance(v, dict), "an object (the sub-graph)"),
+                          r.at("subgraph"), depth + 1)
+        task = TaskGraphTask(sub, r.get(obj, "input_formatter", _is_str, "a registry name"), *deps, **common)
+    task.kwdeps = dict(kwdeps)  # keyword names like `name` or `params` would collide with constructor arguments
+    task.created_by = r.get(obj, "created_by", _opt_str, "a task id or null")
+    task.record = _record_from(obj, r, task)
+    return task
+
+
+def _record_from(obj: dict[str, Any], r: _Reader, task: Task) -> TaskRecord:
+    status = r.get(obj, "status", lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}", "pending")
+    fingerprints = r.get(obj, "fingerprints", lambda v: isinstance(v, dict) and all(
+        k in task.stages and isinstance(x, str) for k, x in v.items()), f"an object of stage ({', '.join(task.stages)}) -> string", {})
+    reads = r.get(obj, "reads_graph_input", lambda v: _str_list(v) and all(s in task.stages for s in v),
+                  f"a list of stage names ({', '.join(task.stages)})", [])
+    response = r.json_value(obj, "response")
+    if response is not None and not (isinstance(response, dict) and isinstance(response.get("text"), str)):
+        raise InvalidTraceError("expected null or an object with a string `text`", r.at("response"))
+    error_obj = obj.get("error")
+    error = None
+    if error_obj is not None:
+        er = _Reader(r.at("error"))
+        er.obj(error_obj, ("type", "message", "traceback", "stage"), ("type", "message"))
+        error = TaskError(
+            type=er.get(error_obj, "type", lambda v: isinstance(v, str), "a string"),
+            message=er.get(error_obj, "message", lambda v: isinstance(v, str), "a string"),
+            traceback=er.get(error_obj, "traceback", lambda v: isinstance(v, str), "a string", ""),
+            stage=er.get(error_obj, "stage", _opt_str, "a string or null"),
+        )
+    return TaskRecord(
+        status="pending" if status == "running" else status,  # a run that was killed mid-task
+        output=r.json_value(obj, "output"),
+        prompt=r.json_value(obj, "prompt"),
+        response=None if response is None else dict(response),
+        fingerprints=dict(fingerprints),
+        reads_graph_input=list(reads),
+        error=error,
+        started_at=r.get(obj, "started_at", _is_number_or_none, "a number or null"),
+        finished_at=r.get(obj, "finished_at", _is_number_or_none, "a number or null"),
+        children=list(r.get(obj, "children", _str_list, "a list of task ids", [])),
+    )
+
+
+def _check_references(graph: TaskGraph, r: _Reader) -> None:
+    index = {tid: i for i, tid in enumerate(graph.tasks)}
+    for tid, task in graph.tasks.items():
+        where = r.at(f"tasks[{index[tid]}]")
+        for field, refs in (("deps", task.deps), ("kwdeps", list(task.kwdeps.values())), ("children", task.record.children)):
+            for ref in refs:
+                if ref not in graph.tasks:
+                    raise InvalidTraceError(f"task `{tid}` refers to `{ref}`, which is not in the graph", f"{where}.{field}")
+        if task.created_by is not None and task.created_by not in graph.tasks:
+            raise InvalidTraceError(f"task `{tid}` was created by `{task.created_by}`, which is not in the graph", f"{where}.created_by")
+    sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter({tid: t.all_deps() for tid, t in graph.tasks.items()})
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(f"`{t}`" for t in reversed(exc.args[1]))
+        raise InvalidTraceError(f"the dependencies form a cycle: {cycle}; remove one of these deps", r.at("tasks")) from exc
+
+
+def same_spec(a: TaskGraph, b: TaskGraph) -> bool:
+    """Whether two graphs declare the same tasks (ids, types, functions, deps, settings, sub-graphs)."""
+    if list(a.tasks) != list(b.tasks):
+        return False
+    for tid, ta in a.tasks.items():
+        tb = b.tasks[tid]
+        if not ta.spec_equals(tb):
+            return False
+        if isinstance(ta, TaskGraphTask) and isinstance(tb, TaskGraphTask) and not same_spec(ta.subgraph, tb.subgraph):
+            return False
+    return True

@@ -1,0 +1,295 @@
+"""Task types: what a user declares (the spec) and what runs produced (the :class:`TaskRecord`).
+
+A task holds names of registry functions, never the functions, so a graph and its whole trace
+serialize to JSON. Every result a run produced lives in ``task.record`` next to the fingerprints
+that decide whether it can be reused (see :mod:`llmtaskgraph.fingerprint`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from .fingerprint import NONE, check_json, digest
+
+if TYPE_CHECKING:
+    from .graph import TaskGraph
+
+Status = Literal["pending", "running", "done", "failed", "blocked"]
+STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed", "blocked")
+_UNSET: Any = object()
+
+
+@dataclass
+class TaskError:
+    """Why a task failed, kept in the trace so it can be read after the process is gone."""
+
+    type: str
+    """Exception class name, e.g. ``ValueError``."""
+    message: str
+    """``str(exception)``."""
+    traceback: str = ""
+    """The formatted traceback, for debugging the registry function."""
+    stage: str | None = None
+    """Which stage raised: ``format``, ``call``, ``parse``, ``run``, ``input`` or ``subgraph``."""
+
+
+@dataclass
+class TaskRecord:
+    """What runs produced for one task. Every field is in the JSON trace."""
+
+    status: str = "pending"
+    """One of ``pending``, ``running``, ``done``, ``failed``, ``blocked``."""
+    output: Any = None
+    """The task's output (meaningful once the final stage has a fingerprint; may be None)."""
+    prompt: Any = None
+    """LLMTask: the formatted prompt. TaskGraphTask: the sub-graph input."""
+    response: dict[str, Any] | None = None
+    """LLMTask: the reply text and call metadata (model, usage, latency, retries)."""
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    """Stage name -> fingerprint of the inputs its stored result was computed from."""
+    reads_graph_input: list[str] = field(default_factory=list)
+    """Stages whose function read ``ctx.graph_input``; only those depend on it."""
+    error: TaskError | None = None
+    """Why the last run of this task failed, or None."""
+    started_at: float | None = None
+    """Unix time the last execution started."""
+    finished_at: float | None = None
+    """Unix time the last execution ended."""
+    children: list[str] = field(default_factory=list)
+    """Ids of the tasks this task added while running, in order."""
+    _output_fp: str | None = field(default=None, repr=False, compare=False)
+
+    def output_fingerprint(self) -> str:
+        """Fingerprint of ``output``, cached because every dependent asks for it."""
+        if self._output_fp is None:
+            self._output_fp = digest(self.output)
+        return self._output_fp
+
+    def set_output(self, value: Any) -> None:
+        self.output = value
+        self._output_fp = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+def dep_id(dep: Task | str) -> str | Task:
+    """A dependency as given: an id, or a Task whose id is resolved when it is added."""
+    if isinstance(dep, Task):
+        return dep.id if dep.id is not None else dep
+    if isinstance(dep, str):
+        return dep
+    raise TypeError(f"a dependency must be a Task or a task id (str), got {type(dep).__name__}")
+
+
+class Task:
+    """Base of the three task types. Create a subclass instance, then ``graph.add_task(task)``."""
+
+    type: ClassVar[str]
+    #: the stages of this task type, in order; the last one produces the output
+    stages: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self, deps: tuple[Task | str, ...], kwdeps: dict[str, Task | str], name: str | None, id: str | None, key: str | None
+    ) -> None:
+        self.id: str | None = id
+        """Stable id, unique in its graph; assigned by ``add_task`` when not given."""
+        self.name = name
+        """Readable name for display; defaults to the id."""
+        self.key = key
+        """For tasks added at run time: the creator's key for this child, used in its id."""
+        self.deps: list[Any] = [dep_id(d) for d in deps]
+        """Ids of positional dependencies, in order."""
+        self.kwdeps: dict[str, Any] = {k: dep_id(d) for k, d in kwdeps.items()}
+        """Keyword name -> id of keyword dependencies."""
+        self.created_by: str | None = None
+        """Id of the task that added this one at run time, or None."""
+        self.record = TaskRecord()
+        """What runs produced; see :class:`TaskRecord`."""
+        self.graph: TaskGraph | None = None
+
+    # -- spec -------------------------------------------------------------------------------------
+    def function_names(self) -> dict[str, str]:
+        """Role -> registry name of every function this task calls."""
+        raise NotImplementedError
+
+    def all_deps(self) -> list[str]:
+        return [*self.deps, *self.kwdeps.values()]
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id or "?"
+
+    def spec_equals(self, other: Task) -> bool:
+        """Same type, functions, dependencies and settings."""
+        return type(self) is type(other) and self._spec() == other._spec()
+
+    def _spec(self) -> tuple[Any, ...]:
+        return (self.function_names(), self.deps, self.kwdeps, self.name, self.key)
+
+    # -- record views -----------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    @property
+    def output(self) -> Any:
+        return self.record.output
+
+    @property
+    def error(self) -> TaskError | None:
+        return self.record.error
+
+    @property
+    def prompt(self) -> Any:
+        return self.record.prompt
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        return self.record.response
+
+    @property
+    def is_complete(self) -> bool:
+        """True when the final stage has a stored result (which may be None)."""
+        return self.stages[-1] in self.record.fingerprints
+
+    # -- edits ------------------------------------------------------------------------------------
+    def edit(self, *, prompt: Any = _UNSET, response: Any = _UNSET, output: Any = _UNSET) -> None:
+        """Replace a stored prompt, reply or output. The next run re-executes exactly what depends on it.
+
+        Nothing else is needed: the edited value changes the fingerprints of every later stage and
+        of every descendant, and the fingerprint rule does the rest.
+        """
+        if prompt is not _UNSET or response is not _UNSET:
+            raise ValueError(f"task `{self.id}` is a {type(self).__name__}: only `output` can be edited")
+        if output is not _UNSET:
+            self._edit_output(output)
+
+    def _edit_output(self, output: Any) -> None:
+        check_json(output, f"the edit of task `{self.id}`")
+        self.record.set_output(output)
+        self.record.fingerprints.setdefault(self.stages[-1], NONE)  # an edited output counts as a result
+        self.record.status = "done"
+        self.record.error = None
+        self._mark_stale(include_self=False)
+
+    def _mark_stale(self, include_self: bool) -> None:
+        if self.graph is not None and self.id is not None:
+            self.graph._mark_stale(self.id, include_self)
+
+    def __repr__(self) -> str:
+        extra = f" name={self.name!r}" if self.name else ""
+        return f"<{type(self).__name__} {self.id!r}{extra} {self.status}>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .render import task_mimebundle
+
+        return task_mimebundle(self)
+
+
+class PythonTask(Task):
+    """A plain registry function: ``fn(ctx, *dep_outputs, **kwdep_outputs) -> JSON value``."""
+
+    type = "python"
+    stages = ("run",)
+
+    def __init__(
+        self, fn_name: str, *deps: Task | str, name: str | None = None, id: str | None = None,
+        key: str | None = None, **kwdeps: Task | str,
+    ) -> None:
+        super().__init__(deps, kwdeps, name, id, key)
+        self.fn_name = fn_name
+        """Registry name of the function."""
+
+    def function_names(self) -> dict[str, str]:
+        return {"fn": self.fn_name}
+
+
+class LLMTask(Task):
+    """Format a prompt, call the LLM, parse the reply; each stage memoized on its own."""
+
+    type = "llm"
+    stages = ("format", "call", "parse")
+
+    def __init__(
+        self, formatter_name: str, parser_name: str, *deps: Task | str, params: dict[str, Any] | None = None,
+        sample: int = 0, name: str | None = None, id: str | None = None, key: str | None = None,
+        **kwdeps: Task | str,
+    ) -> None:
+        super().__init__(deps, kwdeps, name, id, key)
+        self.formatter_name = formatter_name
+        """Registry name of ``formatter(ctx, *dep_outputs, **kwdep_outputs) -> prompt``."""
+        self.parser_name = parser_name
+        """Registry name of ``parser(ctx, response_text) -> JSON value``."""
+        self.params: dict[str, Any] = dict(params or {})
+        """Messages API settings (``model``, ``max_tokens``, ``temperature``, ``system``, ...)."""
+        self.sample = sample
+        """Sample number, part of the call fingerprint: bump it to draw a fresh reply."""
+
+    def function_names(self) -> dict[str, str]:
+        return {"formatter": self.formatter_name, "parser": self.parser_name}
+
+    def _spec(self) -> tuple[Any, ...]:
+        return (*super()._spec(), self.params)
+
+    def edit(self, *, prompt: Any = _UNSET, response: Any = _UNSET, output: Any = _UNSET) -> None:
+        if prompt is not _UNSET:
+            from .llm.base import build_request
+
+            check_json(prompt, f"the prompt edit of task `{self.id}`", "prompt")
+            build_request(prompt, self.params)  # refuse a prompt the LLM could not be sent
+            self.record.prompt = prompt
+            self.record.fingerprints.setdefault("format", NONE)
+            self._mark_stale(include_self=True)
+        if response is not _UNSET:
+            text = response["text"] if isinstance(response, dict) else response
+            if not isinstance(text, str):
+                raise TypeError(f"a response edit of task `{self.id}` must be the reply text (str)")
+            base = dict(self.record.response or {})
+            base.update(response if isinstance(response, dict) else {"text": text})
+            base["edited"] = True
+            check_json(base, f"the response edit of task `{self.id}`", "response")
+            self.record.response = base
+            for stage in ("format", "call"):
+                self.record.fingerprints.setdefault(stage, NONE)
+            self._mark_stale(include_self=True)
+        if output is not _UNSET:
+            self._edit_output(output)
+
+    def resample(self) -> None:
+        """Draw a fresh reply on the next run without editing anything."""
+        self.sample += 1
+        self._mark_stale(include_self=True)
+
+
+class TaskGraphTask(Task):
+    """A sub-graph used like a function: its input formatter's result becomes the sub-graph's input."""
+
+    type = "graph"
+    stages = ("input", "subgraph")
+
+    def __init__(
+        self, subgraph: TaskGraph, input_formatter_name: str, *deps: Task | str, name: str | None = None,
+        id: str | None = None, key: str | None = None, **kwdeps: Task | str,
+    ) -> None:
+        super().__init__(deps, kwdeps, name, id, key)
+        self.subgraph = subgraph
+        """The graph this task runs; its ``graph_input`` is set from the input formatter."""
+        self.input_formatter_name = input_formatter_name
+        """Registry name of ``fmt(ctx, *dep_outputs, **kwdep_outputs) -> JSON value``."""
+
+    def function_names(self) -> dict[str, str]:
+        return {"input_formatter": self.input_formatter_name}
+
+    def _edit_output(self, output: Any) -> None:
+        # The output is the sub-graph's output, so the edit belongs to the sub-graph's output task.
+        target = self.subgraph.result_task()
+        if target is None:
+            raise ValueError(f"task `{self.id}`: its sub-graph has no tasks whose output could be edited")
+        target.edit(output=output)
+        self.record.set_output(output)
+        self._mark_stale(include_self=False)
