@@ -100,10 +100,19 @@ class _Shared:
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout
         self.tasks: set[asyncio.Task[None]] = set()
         self.is_async: dict[Callable[..., Any], bool] = {}
+        self.listeners: list[Callable[[RunEvent], None]] = [] if options.on_event is None else [options.on_event]
+        """Everything watching this run (the user's ``on_event``, progress bars, widgets)."""
+
+    def listen(self, listener: Callable[[RunEvent], None]) -> Callable[[], None]:
+        """Add ``listener`` to every event of this run; returns a function that removes it."""
+        self.listeners.append(listener)
+        return lambda: self.listeners.remove(listener) if listener in self.listeners else None
 
     def emit(self, kind: str, path: str, task: Task | None) -> None:
-        if self.options.on_event is not None:
-            self.options.on_event(RunEvent(kind, path, task))
+        if self.listeners:
+            event = RunEvent(kind, path, task)
+            for listener in tuple(self.listeners):
+                listener(event)
 
     def may_start(self, task_id: str) -> bool:
         """False once a bound is reached; records why in ``report.stopped``."""

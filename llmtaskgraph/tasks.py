@@ -164,10 +164,18 @@ class Task:
         Nothing else is needed: the edited value changes the fingerprints of every later stage and
         of every descendant, and the fingerprint rule does the rest.
         """
+        self._check_editable()
         if prompt is not _UNSET or response is not _UNSET:
             raise ValueError(f"task `{self.id}` is a {type(self).__name__}: only `output` can be edited")
         if output is not _UNSET:
             self._edit_output(output)
+
+    def _check_editable(self) -> None:
+        # The running stage would overwrite the edit when it finishes, silently losing it.
+        if self.record.status == "running":
+            raise ValueError(
+                f"task `{self.id}` is running: wait for the run to finish (or call `graph.stop()`) before editing it"
+            )
 
     def _edit_output(self, output: Any) -> None:
         check_json(output, f"the edit of task `{self.id}`")
@@ -237,6 +245,7 @@ class LLMTask(Task):
         return (*super()._spec(), self.params)
 
     def edit(self, *, prompt: Any = _UNSET, response: Any = _UNSET, output: Any = _UNSET) -> None:
+        self._check_editable()
         if prompt is not _UNSET:
             from .llm.base import build_request
 
