@@ -1,0 +1,44 @@
+"""Shared helpers for the core tests: a registry that counts every call of every function."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from llmtaskgraph import FunctionRegistry
+
+
+class CountingRegistry(FunctionRegistry):
+    """A FunctionRegistry whose functions count their own calls, independently of the run report."""
+
+    def __init__(self, functions: dict[str, Callable[..., Any]] | None = None) -> None:
+        self.counts: Counter[str] = Counter()
+        super().__init__()
+        for name, fn in (functions or {}).items():
+            self.add(name, fn)
+
+    def add(self, name: str, fn: Callable[..., Any]) -> None:
+        import inspect
+
+        counts = self.counts
+        if inspect.iscoroutinefunction(fn):
+
+            async def counted_async(*args: Any, **kwargs: Any) -> Any:
+                counts[name] += 1
+                return await fn(*args, **kwargs)
+
+            super().add(name, counted_async)
+        else:
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                counts[name] += 1
+                return fn(*args, **kwargs)
+
+            super().add(name, counted)
+
+    def take(self) -> dict[str, int]:
+        """The counts since the last take, as a plain dict without zeros."""
+        snapshot = {k: v for k, v in self.counts.items() if v}
+        self.counts.clear()
+        return snapshot
