@@ -7,6 +7,7 @@
     │   └── InvalidTraceError                   JSON that is not a valid trace; names the field
     ├── MissingFunctionError (also KeyError)    registry names the graph needs but cannot find
     ├── OutputNotJSONError (also TypeError)     a task produced a value that cannot be stored
+    ├── LLMCallError                            an LLM request failed for good (status, API message)
     └── TaskGraphError                          a run finished with failed tasks; lists them all
 
 Messages name task ids and fields in backticks and say what to do next.
@@ -36,13 +37,18 @@ class InvalidTraceError(GraphValidationError):
 class MissingFunctionError(LLMTaskGraphError, KeyError):
     """The registry lacks names the graph needs (all of them are listed at once)."""
 
-    def __init__(self, problems: dict[str, list[str]]) -> None:
+    def __init__(self, problems: dict[str, list[str]], not_callable: dict[str, str] | None = None) -> None:
         #: registry name -> ids of the tasks that need it
         self.problems = problems
-        lines = [f"  `{name}` (needed by {', '.join(f'`{t}`' for t in tasks)})" for name, tasks in problems.items()]
+        not_callable = not_callable or {}
+
+        def line(name: str, tasks: list[str]) -> str:
+            what = f"is a {not_callable[name]}, not a function" if name in not_callable else "is missing"
+            return f"  `{name}` {what} (needed by {', '.join(f'`{t}`' for t in tasks)})"
+
         super().__init__(
-            "the function registry is missing or has non-callable entries for:\n"
-            + "\n".join(lines)
+            f"the function registry cannot serve {len(problems)} name(s):\n"
+            + "\n".join(line(name, tasks) for name, tasks in problems.items())
             + "\nAdd them to the registry (registry[name] = function) before running."
         )
 
@@ -52,6 +58,28 @@ class MissingFunctionError(LLMTaskGraphError, KeyError):
 
 class OutputNotJSONError(LLMTaskGraphError, TypeError):
     """A registry function returned something that JSON cannot hold, so the trace could not store it."""
+
+
+class LLMCallError(LLMTaskGraphError):
+    """An LLM request failed after the backend's retries: an API error status, a timeout, a lost connection.
+
+    The message reads like ``429 rate_limit_error: <the API's message> (after 2 retries)`` and never
+    contains the API key.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, error_type: str | None = None, retries: int = 0,
+        request_id: str | None = None,
+    ) -> None:
+        #: HTTP status of the last attempt (None when no reply arrived)
+        self.status = status
+        #: the API's ``error.type`` (``rate_limit_error``, ``invalid_request_error``, ...), or a local kind
+        self.error_type = error_type
+        #: retries made before giving up
+        self.retries = retries
+        #: the API's ``request-id`` of the last attempt, for support requests
+        self.request_id = request_id
+        super().__init__(message)
 
 
 class TaskGraphError(LLMTaskGraphError):

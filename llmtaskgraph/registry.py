@@ -95,4 +95,12 @@ def check_registry(registry: Registry, needs: Mapping[str, list[str]]) -> None:
         raise TypeError(f"the registry must be a mapping from name to function (a dict works), got {type(registry).__name__}")
     problems = {name: tasks for name, tasks in needs.items() if lookup(registry, name) is None}
     if problems:
-        raise MissingFunctionError(problems)
+        not_callable = {name: type(registry[name]).__name__ for name in problems if _has(registry, name)}
+        raise MissingFunctionError(problems, not_callable)
+
+
+def _has(registry: Registry, name: str) -> bool:
+    try:
+        return name in registry
+    except TypeError:
+        return False

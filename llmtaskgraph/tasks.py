@@ -78,10 +78,8 @@ class TaskRecord:
 
 
 def dep_id(dep: Task | str) -> str | Task:
-    """A dependency as given: an id, or a Task whose id is resolved when it is added."""
-    if isinstance(dep, Task):
-        return dep.id if dep.id is not None else dep
-    if isinstance(dep, str):
+    """A dependency as given: an id, or a Task, checked to be in the graph when this task is added."""
+    if isinstance(dep, (Task, str)):
         return dep
     raise TypeError(f"a dependency must be a Task or a task id (str), got {type(dep).__name__}")
 
@@ -122,7 +120,8 @@ class Task:
 
     @property
     def label(self) -> str:
-        return self.name or self.id or "?"
+        """What to call this task in messages and drawings: its name, else its id."""
+        return self.name or self.id or next(iter(self.function_names().values()))
 
     def spec_equals(self, other: Task) -> bool:
         """Same type, functions, dependencies and settings."""
@@ -249,8 +248,13 @@ class LLMTask(Task):
         if prompt is not _UNSET:
             from .llm.base import build_request
 
+            from .llm.base import PromptError
+
             check_json(prompt, f"the prompt edit of task `{self.id}`", "prompt")
-            build_request(prompt, self.params)  # refuse a prompt the LLM could not be sent
+            try:
+                build_request(prompt, self.params)  # refuse a prompt the LLM could not be sent
+            except PromptError as exc:
+                raise PromptError(f"the prompt edit of task `{self.id}`: {exc}") from None
             self.record.prompt = prompt
             self.record.fingerprints.setdefault("format", NONE)
             self._mark_stale(include_self=True)
