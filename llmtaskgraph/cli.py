@@ -1,0 +1,295 @@
+"""The ``llmtaskgraph`` command: run a graph, summarise a trace, make an HTML report, diff two traces.
+
+::
+
+    llmtaskgraph run MODULE:FUNCTION [-o trace.json] [--resume] [--input JSON] [--llm offline]
+    llmtaskgraph show TRACE
+    llmtaskgraph report TRACE [-o report.html]
+    llmtaskgraph diff A B [--all]
+
+``run`` calls ``FUNCTION()`` from ``MODULE`` (a dotted module name importable from the current
+folder, or a path to a ``.py`` file); it must return ``(graph, registry)``: a :class:`TaskGraph`
+and the mapping of names to functions it needs. The trace is saved even when tasks fail or the run
+is interrupted, and ``--resume`` continues from it without repeating finished tasks.
+
+Exit codes: 0 success; 1 the run had failed tasks (``run``) or the traces differ (``diff``);
+2 a usage error or a file that is missing, unreadable or not a valid trace (the message says which
+and why, without a Python traceback); 130 interrupted with Ctrl-C (the trace is saved first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from .errors import InvalidTraceError, MissingFunctionError, TaskGraphError
+from .graph import TaskGraph
+from .summary import task_rows, totals
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class CLIError(Exception):
+    """A problem the user can fix (a bad file or argument): printed as one message, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmtaskgraph`` script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.command(args)
+    except CLIError as exc:
+        print(f"llmtaskgraph: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `llmtaskgraph show t.json | head`
+        sys.stderr.close()
+        return EXIT_OK
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="llmtaskgraph", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"llmtaskgraph {__version__}")
+    commands = parser.add_subparsers(dest="name", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="build a graph with MODULE:FUNCTION, run it and save the trace")
+    run.add_argument("target", metavar="MODULE:FUNCTION", help="FUNCTION() must return (graph, registry)")
+    run.add_argument("-o", "--output", default="trace.json", help="where to save the trace (default: trace.json)")
+    run.add_argument("--resume", action="store_true", help="continue the trace in --output instead of starting afresh")
+    run.add_argument("--input", metavar="JSON", help="set the graph input to this JSON value")
+    run.add_argument("--llm", choices=("auto", "offline", "anthropic"), default="auto",
+                     help="LLM backend (auto: anthropic when ANTHROPIC_API_KEY is set, else offline)")
+    run.add_argument("--max-concurrency", type=int, metavar="N", help="LLM calls in flight at once")
+    run.add_argument("--max-tasks", type=int, metavar="N", help="stop after executing N tasks")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new task after this long")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress display and no summary table")
+    run.set_defaults(command=_cmd_run)
+
+    show = commands.add_parser("show", help="print a summary table of a trace: tasks, statuses, tokens, time")
+    show.add_argument("trace")
+    show.set_defaults(command=_cmd_show)
+
+    report = commands.add_parser("report", help="write a self-contained HTML report of a trace")
+    report.add_argument("trace")
+    report.add_argument("-o", "--output", help="HTML file to write (default: the trace's name with .html)")
+    report.add_argument("--title", help="title shown in the report (default: the trace's file name)")
+    report.set_defaults(command=_cmd_report)
+
+    diff = commands.add_parser("diff", help="list the tasks whose spec, status, prompt, reply or output differ")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    diff.add_argument("--all", action="store_true", dest="all_fields",
+                      help="compare every field, timings, fingerprints and call metadata included")
+    diff.set_defaults(command=_cmd_diff)
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def _cmd_run(args: argparse.Namespace) -> int:
+    graph, registry = _build(args.target)
+    out = Path(args.output)
+    if args.resume and out.exists():
+        graph = load_trace(out)
+        print(f"resuming from {out} ({len(graph.tasks)} tasks)", file=sys.stderr)
+    if args.input is not None:
+        try:
+            graph.graph_input = json.loads(args.input)
+        except json.JSONDecodeError as exc:
+            raise CLIError(f"--input is not valid JSON: {exc}") from exc
+    options: dict[str, Any] = {"llm": _make_llm(args.llm), "progress": False if args.quiet else None}
+    for name in ("max_concurrency", "max_tasks", "timeout"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    code = EXIT_OK
+    try:
+        graph.run(registry, **options)
+    except MissingFunctionError as exc:
+        raise CLIError(str(exc)) from exc
+    except TaskGraphError as exc:
+        print(str(exc), file=sys.stderr)
+        code = EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted; completed tasks are kept in the trace", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    finally:
+        _save(graph, out)
+    if not args.quiet:
+        print_table(graph)
+    stopped = graph.last_run.stopped if graph.last_run else None
+    note = f" (stopped: {stopped}; run again with --resume to continue)" if stopped else ""
+    print(f"trace saved to {out}{note}", file=sys.stderr)
+    return code
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    print_table(load_trace(Path(args.trace)))
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    trace = Path(args.trace)
+    graph = load_trace(trace)
+    out = Path(args.output) if args.output else trace.with_suffix(".html")
+    try:
+        out.write_text(render_report(graph, title=args.title or trace.name), encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot write `{out}`: {exc.strerror or exc}") from exc
+    print(f"report written to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import diff_graphs
+
+    result = diff_graphs(load_trace(Path(args.a)), load_trace(Path(args.b)), all_fields=args.all_fields)
+    if not result:
+        print("no differences")
+        return EXIT_OK
+    for line in result.lines():
+        print(terminal_safe(line))
+    return EXIT_FAILED
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def load_trace(path: Path) -> TaskGraph:
+    """Load a trace, turning every way a file can be wrong into a :class:`CLIError` that names it."""
+    if path.is_dir():
+        raise CLIError(f"`{path}` is a folder, not a trace file")
+    try:
+        return TaskGraph.load(path)
+    except FileNotFoundError as exc:
+        raise CLIError(f"`{path}` does not exist") from exc
+    except OSError as exc:
+        raise CLIError(f"cannot read `{path}`: {exc.strerror or exc}") from exc
+    except InvalidTraceError as exc:
+        message = str(exc)
+        raise CLIError(message if str(path) in message else f"`{path}`: {message}") from exc
+
+
+def _save(graph: TaskGraph, path: Path) -> None:
+    try:
+        graph.save(path)
+    except OSError as exc:
+        raise CLIError(f"cannot save the trace to `{path}`: {exc.strerror or exc}") from exc
+
+
+def _build(target: str) -> tuple[TaskGraph, Mapping[str, Callable[..., Any]]]:
+    module_name, sep, func_name = target.rpartition(":")
+    if not sep or not module_name or not func_name:
+        raise CLIError(f"expected MODULE:FUNCTION (e.g. `mypkg.graphs:build` or `graphs.py:build`), got `{target}`")
+    module = _import(module_name)
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise CLIError(f"`{module_name}` has no function `{func_name}`")
+    try:
+        built = func()
+    except Exception as exc:
+        _user_code_failed(f"`{target}` raised", exc)
+    if not (isinstance(built, tuple) and len(built) == 2 and isinstance(built[0], TaskGraph) and isinstance(built[1], Mapping)):
+        raise CLIError(f"`{target}` must return (graph, registry): a TaskGraph and a mapping of name -> function; "
+                       f"it returned {type(built).__name__}")
+    return built[0], built[1]
+
+
+def _import(name: str) -> Any:
+    if name.endswith(".py") or "/" in name or "\\" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise CLIError(f"`{name}` does not exist")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise CLIError(f"`{name}` cannot be imported as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.resolve().parent))
+        sys.modules[path.stem] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            _user_code_failed(f"importing `{name}` raised", exc)
+        return module
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: modules in the current folder are importable
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise CLIError(f"no module named `{name}` (run from the folder that holds it, or give a path to the .py file)") from exc
+        _user_code_failed(f"importing `{name}` raised", exc)
+    except Exception as exc:
+        _user_code_failed(f"importing `{name}` raised", exc)
+
+
+def _user_code_failed(what: str, exc: BaseException) -> NoReturn:
+    """A bug in the user's own module: say where, in one line, rather than dumping our stack."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    raise CLIError(f"{what} {type(exc).__name__}: {exc}{where}") from exc
+
+
+def _make_llm(choice: str) -> Any:
+    if choice == "offline":
+        from .llm import OfflineLLM
+
+        return OfflineLLM()
+    if choice == "anthropic":
+        try:
+            from .llm.anthropic import AnthropicLLM
+        except ImportError as exc:
+            raise CLIError(f"the anthropic backend needs `pip install \"llmtaskgraph[anthropic]\"` ({exc})") from exc
+        return AnthropicLLM()
+    return None
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters shown as escapes, so a hostile trace cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
+    """The summary table ``show`` prints: one row per task (sub-graph tasks indented), then totals."""
+    out = file or sys.stdout
+    rows = task_rows(graph)
+    sums = totals(rows)
+    t0 = sums.started_at
+    table = [("TASK", "TYPE", "STATUS", "TOKENS IN", "OUT", "TIME S", "START +S")]
+    for row in rows:
+        rec = row.task.record
+        name = terminal_safe("  " * row.depth + row.path.rsplit(" > ", 1)[-1])
+        table.append((
+            _clip(name, 40), row.task.type, terminal_safe(rec.status)[:10],
+            str(row.input_tokens) if row.input_tokens else "", str(row.output_tokens) if row.output_tokens else "",
+            "" if rec.duration is None else f"{rec.duration:.3f}",
+            "" if t0 is None or rec.started_at is None else f"{rec.started_at - t0:.3f}",
+        ))
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        cells = [r[0].ljust(widths[0]), *(c.ljust(w) for c, w in zip(r[1:3], widths[1:3], strict=True)),
+                 *(c.rjust(w) for c, w in zip(r[3:], widths[3:], strict=True))]
+        print("  ".join(cells).rstrip(), file=out)
+    statuses = ", ".join(f"{n} {terminal_safe(s)}" for s, n in sorted(sums.by_status.items())) or "no tasks"
+    wall = "" if sums.wall_time is None else f"; wall time {sums.wall_time:.3f} s, at most {sums.max_concurrency} at once"
+    when = "" if t0 is None else f"; started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(t0))}"
+    print(f"\n{sums.tasks} tasks ({statuses}); tokens {sums.input_tokens} in, {sums.output_tokens} out; "
+          f"{sums.retries} retries{wall}{when}", file=out)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

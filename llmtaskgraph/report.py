@@ -1,0 +1,200 @@
+"""A trace as one self-contained HTML file, to attach to a bug report or send to a colleague.
+
+The file holds the graph drawing, a timeline of task starts and finishes (overlapping bars are
+tasks that ran at the same time), every task's prompt, reply, output and error, and token totals.
+It needs no network: styles and the small script are inline, and a Content-Security-Policy with
+the script's hash forbids every other script and every fetch, so even a trace crafted to inject
+markup could not run code or phone home. All text from the trace is HTML-escaped as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from .summary import TaskRow, Totals, intervals, task_rows, totals
+from .tasks import LLMTask, PythonTask, TaskGraphTask
+
+if TYPE_CHECKING:
+    from .graph import TaskGraph
+
+MAX_FIELD_CHARS = 200_000
+"""Longer prompts, replies and outputs are cut, saying how much was left out, to keep the file usable."""
+STATUS_COLOURS = {"done": "#4caf50", "failed": "#e53935", "blocked": "#fb8c00", "running": "#1e88e5", "pending": "#9e9e9e"}
+
+_SCRIPT = """
+(function () {
+  var byPath = {};
+  document.querySelectorAll("details[data-path]").forEach(function (d) { byPath[d.getAttribute("data-path")] = d; });
+  function select(path) {
+    var d = byPath[path];
+    if (!d) { return; }
+    document.querySelectorAll(".selected").forEach(function (e) { e.classList.remove("selected"); });
+    d.open = true;
+    d.classList.add("selected");
+    d.scrollIntoView({block: "nearest"});
+  }
+  document.querySelectorAll("[data-path]").forEach(function (e) {
+    if (e.tagName.toLowerCase() !== "details") {
+      e.addEventListener("click", function () { select(e.getAttribute("data-path")); });
+    }
+  });
+  document.querySelectorAll("#graph g.node").forEach(function (g) {
+    var title = g.querySelector("title");
+    if (title && byPath[title.textContent]) {
+      g.style.cursor = "pointer";
+      g.addEventListener("click", function () { select(title.textContent); });
+    }
+  });
+})();
+"""
+
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.5em; }
+table.totals td { padding: 0 1em 0 0; }
+#graph svg { max-width: 100%; height: auto; }
+.timeline text { font: 11px monospace; }
+.timeline rect.bar { cursor: pointer; }
+details { border: 1px solid #ddd; border-radius: 4px; margin: 4px 0; padding: 4px 8px; }
+details.selected { border-color: #1e88e5; box-shadow: 0 0 0 2px #90caf9; }
+summary { cursor: pointer; font-family: monospace; }
+pre { background: #f6f6f6; padding: 6px; white-space: pre-wrap; word-break: break-word; max-height: 30em; overflow: auto; }
+.status { display: inline-block; padding: 0 6px; border-radius: 3px; color: #fff; }
+.muted { color: #777; }
+"""
+
+
+def render_report(graph: TaskGraph, title: str = "llmtaskgraph trace") -> str:
+    """The whole report as one HTML document (a ``str``)."""
+    rows = task_rows(graph)
+    sums = totals(rows)
+    script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+    csp = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{script_hash}'"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">',
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        _totals_table(sums),
+        '<h2>Graph</h2><div id="graph">', _graph_drawing(graph), "</div>",
+        '<h2>Timeline</h2><div id="timeline">', _timeline(rows, sums), "</div>",
+        f'<h2>Tasks</h2><div id="tasks">{"".join(_task_details(row) for row in rows)}</div>',
+        f"<script>{_SCRIPT}</script></body></html>",
+    ]
+    return "\n".join(parts)
+
+
+# -- sections ---------------------------------------------------------------------------------------
+def _totals_table(sums: Totals) -> str:
+    statuses = ", ".join(f"{n} {escape(s)}" for s, n in sorted(sums.by_status.items())) or "none"
+    wall = "–" if sums.wall_time is None else f"{sums.wall_time:.3f} s"
+    when = "–" if sums.started_at is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(sums.started_at))
+    cells = [
+        ("Tasks", f"{sums.tasks} ({statuses})"),
+        ("LLM replies", str(sums.llm_replies)),
+        ("Tokens", f"{sums.input_tokens} in, {sums.output_tokens} out"),
+        ("Retries", str(sums.retries)),
+        ("Started", when),
+        ("Wall time", wall),
+        ("Most tasks at once", str(sums.max_concurrency)),
+    ]
+    body = "".join(f"<tr><td>{name}</td><td id=\"total-{name.split()[0].lower()}\">{value}</td></tr>" for name, value in cells)
+    return f'<table class="totals">{body}</table>'
+
+
+def _graph_drawing(graph: TaskGraph) -> str:
+    """The graphviz SVG from :mod:`llmtaskgraph.render`, or a note saying how to get it."""
+    from .render import graph_mimebundle
+
+    try:
+        svg = graph_mimebundle(graph).get("image/svg+xml")
+    except Exception as exc:  # a drawing problem must not cost the user the rest of the report
+        return f'<p class="muted">The graph could not be drawn: {escape(type(exc).__name__)}: {escape(str(exc))}</p>'
+    if svg:
+        start = svg.find("<svg")
+        return svg[start:] if start >= 0 else svg
+    return ('<p class="muted">No drawing: install graphviz (<code>pip install "llmtaskgraph[jupyter]"</code> and the '
+            "<code>dot</code> program, e.g. <code>apt-get install graphviz</code>) and make the report again.</p>")
+
+
+def _timeline(rows: list[TaskRow], sums: Totals) -> str:
+    spans = intervals(rows)
+    if not spans or sums.started_at is None or sums.finished_at is None:
+        return '<p class="muted">No task has both a start and a finish time yet.</p>'
+    t0 = min(s for _, s, _ in spans)
+    total = max(max(f for _, _, f in spans) - t0, 1e-9)
+    label_w, plot_w, row_h = 220, 640, 16
+    height = row_h * len(spans) + 24
+    scale = plot_w / total
+    out = [f'<svg class="timeline" width="{label_w + plot_w + 10}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    for i, (row, start, finish) in enumerate(sorted(spans, key=lambda span: (span[1], span[2]))):
+        y = i * row_h
+        x = label_w + (start - t0) * scale
+        w = max((finish - start) * scale, 1.5)
+        colour = STATUS_COLOURS.get(row.task.status, "#9e9e9e")
+        path = escape(row.path)
+        tip = escape(f"{row.path}: {row.task.status}, {finish - start:.3f} s, from +{start - t0:.3f} s")
+        label = escape(_shorten(row.path, 30))
+        out.append(f'<text x="0" y="{y + 12}">{label}</text>')
+        out.append(f'<rect class="bar" data-path="{path}" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 4}" '
+                   f'fill="{colour}"><title>{tip}</title></rect>')
+    axis_y = row_h * len(spans) + 16
+    out.append(f'<text x="{label_w}" y="{axis_y}">0 s</text>')
+    out.append(f'<text x="{label_w + plot_w - 60}" y="{axis_y}">{total:.3f} s</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _task_details(row: TaskRow) -> str:
+    task, rec = row.task, row.task.record
+    colour = STATUS_COLOURS.get(rec.status, "#9e9e9e")
+    kind = {LLMTask: "LLM", PythonTask: "Python", TaskGraphTask: "sub-graph"}.get(type(task), type(task).__name__)
+    bits = [kind]
+    if row.input_tokens or row.output_tokens:
+        bits.append(f"{row.input_tokens}+{row.output_tokens} tokens")
+    if rec.duration is not None:
+        bits.append(f"{rec.duration:.3f} s")
+    if task.name:
+        bits.append(f"name {task.name!r}")
+    summary = (f'<summary>{escape(row.path)} <span class="status" style="background:{colour}">{escape(rec.status)}</span> '
+               f'<span class="muted">{escape(" · ".join(bits))}</span></summary>')
+    sections = [_section("Functions", ", ".join(f"{role}: {name}" for role, name in task.function_names().items()))]
+    deps = [*task.deps, *(f"{k}={v}" for k, v in task.kwdeps.items())]
+    if deps:
+        sections.append(_section("Depends on", ", ".join(deps)))
+    if task.created_by:
+        sections.append(_section("Added at run time by", task.created_by))
+    if isinstance(task, LLMTask):
+        if task.params:
+            sections.append(_section("Params", task.params))
+        sections.append(_section("Prompt", rec.prompt))
+        response = rec.response or {}
+        sections.append(_section("Reply", response.get("text")))
+        meta = {k: v for k, v in response.items() if k != "text"}
+        if meta:
+            sections.append(_section("Call", meta))
+    elif isinstance(task, TaskGraphTask):
+        sections.append(_section("Sub-graph input", task.subgraph.graph_input))
+    sections.append(_section("Output", rec.output))
+    if rec.error is not None:
+        err = rec.error
+        where = f" (stage {err.stage})" if err.stage else ""
+        sections.append(_section(f"Error{where}", f"{err.type}: {err.message}\n\n{err.traceback}".rstrip()))
+    return f'<details data-path="{escape(row.path)}">{summary}{"".join(sections)}</details>'
+
+
+def _section(heading: str, value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
+    if len(text) > MAX_FIELD_CHARS:
+        text = f"{text[:MAX_FIELD_CHARS]}\n… ({len(text) - MAX_FIELD_CHARS} more characters in the trace)"
+    return f"<h4>{escape(heading)}</h4><pre>{escape(text)}</pre>"
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
