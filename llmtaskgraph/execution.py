@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import threading
 import time
 import traceback
+import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,7 @@ from .tasks import LLMTask, PythonTask, Task, TaskError, TaskGraphTask
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
+    from .llm.cache import ResponseStore
 
 
 @dataclass
@@ -63,6 +66,9 @@ class RunOptions:
     """Called on the loop thread for every :class:`RunEvent`."""
     max_workers: int = 32
     """Threads for plain (non-async) registry functions, so they do not block LLM calls."""
+    cache: ResponseStore | str | os.PathLike[str] | None = None
+    """Persistent response cache (a directory path or a store): replies are looked up there by call
+    fingerprint before calling the LLM and stored after, so a fresh process pays for no call twice."""
 
 
 @dataclass
@@ -77,6 +83,8 @@ class RunReport:
     """Registry name -> how many times it was called."""
     llm_calls: int = 0
     """LLM requests made (cached replies not counted)."""
+    llm_cache_hits: int = 0
+    """Replies taken from the persistent response cache (run option ``cache=``) instead of calling."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(path, one-line error) of each failed task."""
     blocked: list[str] = field(default_factory=list)
@@ -95,10 +103,14 @@ class _Shared:
         self.registry = registry
         self.options = options
         self.report = RunReport()
+        self.cache: ResponseStore | None = None
+        if options.cache is not None:
+            from .llm.cache import as_store
+
+            self.cache = as_store(options.cache)
         self.semaphore = asyncio.Semaphore(options.max_concurrency)
         self.executor: ThreadPoolExecutor | None = None
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout
-        self.tasks: set[asyncio.Task[None]] = set()
         self.is_async: dict[Callable[..., Any], bool] = {}
         self.listeners: list[Callable[[RunEvent], None]] = [] if options.on_event is None else [options.on_event]
         """Everything watching this run (the user's ``on_event``, progress bars, widgets)."""
@@ -141,9 +153,13 @@ class _Shared:
             )
         result = fn(*args, **kwargs) if is_async else self.run_sync_fn(fn, *args, **kwargs)
         result = await result
-        if inspect.isawaitable(result):  # e.g. a partial or lambda wrapping an async function
+        # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
+        if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):
             result = await result
         return result
+
+
+_JSON_TYPES = (str, int, float, list, dict, type(None))
 
 
 class _StageError(Exception):
@@ -173,6 +189,8 @@ class Run:
         self.children_seen: dict[str, list[str]] = {}
         self.child_counts: dict[str, Counter[str]] = {}
         self.failed_here = False
+        self.launched = 0
+        """Tasks of this graph (not of sub-graphs) that executed at least one stage in this run."""
         self._launching = False
         self._idle = asyncio.Event()
 
@@ -247,15 +265,14 @@ class Run:
                     break
                 self.ready.popleft()
                 self.shared.report.executed.append(self.prefix + tid)
+                self.launched += 1
                 self.children_seen[tid] = []
-                self.child_counts[tid] = Counter()
-                runner = self.loop.create_task(self._execute(task, start))
-                self.running[tid] = runner
-                self.shared.tasks.add(runner)
-                runner.add_done_callback(self.shared.tasks.discard)
+                # `running` holds the only reference the loop needs until the task finishes.
+                self.running[tid] = self.loop.create_task(self._execute(task, start))
         finally:
             self._launching = False
-        self._idle.set()
+        if not self.running:  # only then can `execute` be done; waking it per task would cost a loop turn each
+            self._idle.set()
 
     def _finish(self, task: Task, state: str) -> None:
         tid = task.id
@@ -273,7 +290,7 @@ class Run:
                     self.ready.append(dep_of)
                 else:
                     self.waiting[dep_of] = left - 1
-            if tid in self.shared.options.break_after and self.shared.report.stopped is None:
+            if self.shared.options.break_after and tid in self.shared.options.break_after and self.shared.report.stopped is None:
                 self.shared.report.stopped = f"break_after:{tid}"
         else:
             for dep_of in self.dependents.pop(tid, ()):
@@ -300,6 +317,8 @@ class Run:
         tid = task.id
         assert tid is not None
         seen = self.children_seen.pop(tid, None)
+        if seen is not None and not seen and not task.record.children:
+            return  # the common case: it created no children, now or before
         if seen is not None:  # it executed: the children it created this time are its children now
             kept = set(seen)
             stale = [c for c in task.record.children if c not in kept]
@@ -325,11 +344,16 @@ class Run:
                 self.shared.report.blocked.append(self.prefix + tid)
 
     # -- fingerprints -----------------------------------------------------------------------------
-    def _inputs_fp(self, task: Task) -> str:
+    def _inputs_fp(self, task: Task) -> Any:
+        """What a stage consumed: its deps' output fingerprints and the task's inputs.
+
+        Returned unhashed, since ``_fp`` hashes it with the rest of the stage in one digest.
+        """
         tasks = self.graph.tasks
-        return stage_fingerprint(
+        return (
             [tasks[d].record.output_fingerprint() for d in task.deps],
             {k: tasks[d].record.output_fingerprint() for k, d in task.kwdeps.items()},
+            task.inputs or None,
         )
 
     def _fp(self, task: Task, stage: str, name: str, inputs: Any, reads_input: bool | None = None) -> str:
@@ -345,9 +369,10 @@ class Run:
         """The first stage whose stored fingerprint differs from its current inputs, or None."""
         fps = task.record.fingerprints
         if isinstance(task, PythonTask):
-            return None if fps.get("run") == self._fp(task, "run", task.fn_name, self._inputs_fp(task)) else "run"
+            # A stage never run cannot match: skip hashing its inputs (the common case of a fresh graph).
+            return None if "run" in fps and fps["run"] == self._fp(task, "run", task.fn_name, self._inputs_fp(task)) else "run"
         if isinstance(task, LLMTask):
-            if fps.get("format") != self._fp(task, "format", task.formatter_name, self._inputs_fp(task)):
+            if "format" not in fps or fps["format"] != self._fp(task, "format", task.formatter_name, self._inputs_fp(task)):
                 return "format"
             if fps.get("call") != self._call_fp(task, build_request(task.record.prompt, task.params)):
                 return "call"
@@ -438,7 +463,9 @@ class Run:
 
     def _dep_outputs(self, task: Task) -> tuple[list[Any], dict[str, Any]]:
         tasks = self.graph.tasks
-        return [tasks[d].record.output for d in task.deps], {k: tasks[d].record.output for k, d in task.kwdeps.items()}
+        kwargs = {k: tasks[d].record.output for k, d in task.kwdeps.items()}
+        kwargs.update(task.inputs)
+        return [tasks[d].record.output for d in task.deps], kwargs
 
     async def _run_python(self, task: PythonTask) -> None:
         inputs_fp = self._inputs_fp(task)
@@ -462,7 +489,7 @@ class Run:
         call_fp = self._call_fp(task, request)
         if rec.fingerprints.get("call") != call_fp:
             rec.fingerprints.pop("call", None)
-            rec.response = await self._call_llm(task, request)
+            rec.response = await self._call_llm(task, request, call_fp)
             rec.fingerprints["call"] = call_fp
         text = (rec.response or {}).get("text")
         parse_inputs = digest(text)
@@ -471,9 +498,15 @@ class Run:
             rec.set_output(output)
             rec.fingerprints["parse"] = self._fp(task, "parse", task.parser_name, parse_inputs, reads)
 
-    async def _call_llm(self, task: LLMTask, request: dict[str, Any]) -> dict[str, Any]:
+    async def _call_llm(self, task: LLMTask, request: dict[str, Any], call_fp: str) -> dict[str, Any]:
         shared = self.shared
         path = self.prefix + str(task.id)
+        cache = shared.cache
+        if cache is not None:
+            hit = cache.get(call_fp)
+            if hit is not None:
+                shared.report.llm_cache_hits += 1
+                return {**hit, "cached": True}
         async with shared.semaphore:
             shared.emit("llm_started", path, task)
             try:
@@ -485,14 +518,21 @@ class Run:
             finally:
                 shared.report.llm_calls += 1
                 shared.emit("llm_finished", path, task)
-        return response.to_json()
+        reply = response.to_json()
+        if cache is not None:
+            try:
+                cache.put(call_fp, reply, request)
+            except OSError as exc:  # the reply is in the trace; losing its cached copy must not fail the task
+                warnings.warn(f"could not store the reply of task `{task.id}` in the response cache: {exc}", stacklevel=1)
+        return reply
 
     async def _run_subgraph(self, task: TaskGraphTask) -> bool:
         """Run the sub-graph; False if a bound stopped it before it finished."""
         rec = task.record
         sub = task.subgraph
         inputs_fp = self._inputs_fp(task)
-        if rec.fingerprints.get("input") != self._fp(task, "input", task.input_formatter_name, inputs_fp):
+        input_memoized = rec.fingerprints.get("input") == self._fp(task, "input", task.input_formatter_name, inputs_fp)
+        if not input_memoized:
             args, kwargs = self._dep_outputs(task)
             sub_input, reads = await self._stage(task, "input", task.input_formatter_name, *args, **kwargs)
             sub.graph_input = sub_input
@@ -508,6 +548,12 @@ class Run:
             if self.shared.report.stopped is not None:
                 return False
             raise _StageError("subgraph", SubgraphFailed(f"sub-graph output task `{result.id}` did not finish"))
+        if input_memoized and inner.launched == 0:
+            # Nothing ran inside: report it as reused, like any fully memoized task.
+            executed, path = self.shared.report.executed, self.prefix + str(task.id)
+            del executed[next(i for i in range(len(executed) - 1, -1, -1) if executed[i] == path)]
+            self.launched -= 1
+            self.shared.report.reused += 1
         rec.set_output(None if result is None else result.record.output)
         rec.fingerprints["subgraph"] = rec.output_fingerprint()
         return True

@@ -25,7 +25,7 @@ FORMAT = "llmtaskgraph/1"
 MAX_NESTING = 64
 """Deepest chain of sub-graphs a trace may hold; deeper input is refused rather than recursed into."""
 
-_COMMON = ("id", "type", "name", "key", "created_by", "deps", "kwdeps")
+_COMMON = ("id", "type", "name", "key", "created_by", "deps", "kwdeps", "inputs")
 _RECORD = (
     "status", "prompt", "response", "output", "fingerprints", "reads_graph_input", "error",
     "started_at", "finished_at", "children",
@@ -54,7 +54,7 @@ def _graph_body(graph: TaskGraph) -> dict[str, Any]:
 def _task_to_json(task: Task) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": task.id, "type": task.type, "name": task.name, "key": task.key, "created_by": task.created_by,
-        "deps": list(task.deps), "kwdeps": dict(task.kwdeps),
+        "deps": list(task.deps), "kwdeps": dict(task.kwdeps), "inputs": task.inputs,
     }
     if isinstance(task, PythonTask):
         out["fn"] = task.fn_name
@@ -212,6 +212,7 @@ def _task_from(item: Any, path: str, depth: int) -> Task:
         "name": r.get(obj, "name", _opt_str, "a string or null"),
         "key": r.get(obj, "key", _opt_str, "a string or null"),
         "id": tid,
+        "inputs": _inputs(r, obj),
     }
     task: Task
     if ttype == "python":
@@ -232,6 +233,18 @@ def _task_from(item: Any, path: str, depth: int) -> Task:
     task.created_by = r.get(obj, "created_by", _opt_str, "a task id or null")
     task.record = _record_from(obj, r, task)
     return task
+
+
+def _inputs(r: _Reader, obj: dict[str, Any]) -> dict[str, Any]:
+    inputs = r.json_value(obj, "inputs")
+    if inputs is None:
+        return {}
+    if not isinstance(inputs, dict):
+        raise InvalidTraceError(f"expected an object of argument name -> JSON value, got {_kind(inputs)}", r.at("inputs"))
+    clash = set(inputs) & set(obj.get("kwdeps") or {})
+    if clash:
+        raise InvalidTraceError(f"{sorted(clash)} given both in `kwdeps` and in `inputs`", r.at("inputs"))
+    return inputs
 
 
 def _record_from(obj: dict[str, Any], r: _Reader, task: Task) -> TaskRecord:

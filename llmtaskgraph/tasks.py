@@ -92,7 +92,8 @@ class Task:
     stages: ClassVar[tuple[str, ...]]
 
     def __init__(
-        self, deps: tuple[Task | str, ...], kwdeps: dict[str, Task | str], name: str | None, id: str | None, key: str | None
+        self, deps: tuple[Task | str, ...], kwdeps: dict[str, Task | str], name: str | None, id: str | None,
+        key: str | None, inputs: dict[str, Any] | None = None,
     ) -> None:
         self.id: str | None = id
         """Stable id, unique in its graph; assigned by ``add_task`` when not given."""
@@ -104,6 +105,13 @@ class Task:
         """Ids of positional dependencies, in order."""
         self.kwdeps: dict[str, Any] = {k: dep_id(d) for k, d in kwdeps.items()}
         """Keyword name -> id of keyword dependencies."""
+        self.inputs: dict[str, Any] = dict(inputs or {})
+        """Constant keyword arguments (JSON values) passed along with the keyword dependencies,
+        e.g. the item a planner hands to each child it creates. Part of the input fingerprint."""
+        check_json(self.inputs, f"the `inputs` of task `{self.label}`", "inputs")
+        clash = set(self.inputs) & set(self.kwdeps)
+        if clash:
+            raise ValueError(f"task `{self.label}`: {sorted(clash)} given both as a dependency and in `inputs`")
         self.created_by: str | None = None
         """Id of the task that added this one at run time, or None."""
         self.record = TaskRecord()
@@ -128,7 +136,7 @@ class Task:
         return type(self) is type(other) and self._spec() == other._spec()
 
     def _spec(self) -> tuple[Any, ...]:
-        return (self.function_names(), self.deps, self.kwdeps, self.name, self.key)
+        return (self.function_names(), self.deps, self.kwdeps, self.name, self.key, self.inputs)
 
     # -- record views -----------------------------------------------------------------------------
     @property
@@ -206,10 +214,10 @@ class PythonTask(Task):
 
     def __init__(
         self, fn_name: str, *deps: Task | str, name: str | None = None, id: str | None = None,
-        key: str | None = None, **kwdeps: Task | str,
+        key: str | None = None, inputs: dict[str, Any] | None = None, **kwdeps: Task | str,
     ) -> None:
-        super().__init__(deps, kwdeps, name, id, key)
         self.fn_name = fn_name
+        super().__init__(deps, kwdeps, name, id, key, inputs)
         """Registry name of the function."""
 
     def function_names(self) -> dict[str, str]:
@@ -225,13 +233,13 @@ class LLMTask(Task):
     def __init__(
         self, formatter_name: str, parser_name: str, *deps: Task | str, params: dict[str, Any] | None = None,
         sample: int = 0, name: str | None = None, id: str | None = None, key: str | None = None,
-        **kwdeps: Task | str,
+        inputs: dict[str, Any] | None = None, **kwdeps: Task | str,
     ) -> None:
-        super().__init__(deps, kwdeps, name, id, key)
         self.formatter_name = formatter_name
         """Registry name of ``formatter(ctx, *dep_outputs, **kwdep_outputs) -> prompt``."""
         self.parser_name = parser_name
         """Registry name of ``parser(ctx, response_text) -> JSON value``."""
+        super().__init__(deps, kwdeps, name, id, key, inputs)
         self.params: dict[str, Any] = dict(params or {})
         """Messages API settings (``model``, ``max_tokens``, ``temperature``, ``system``, ...)."""
         self.sample = sample
@@ -246,9 +254,7 @@ class LLMTask(Task):
     def edit(self, *, prompt: Any = _UNSET, response: Any = _UNSET, output: Any = _UNSET) -> None:
         self._check_editable()
         if prompt is not _UNSET:
-            from .llm.base import build_request
-
-            from .llm.base import PromptError
+            from .llm.base import PromptError, build_request
 
             check_json(prompt, f"the prompt edit of task `{self.id}`", "prompt")
             try:
@@ -287,12 +293,13 @@ class TaskGraphTask(Task):
 
     def __init__(
         self, subgraph: TaskGraph, input_formatter_name: str, *deps: Task | str, name: str | None = None,
-        id: str | None = None, key: str | None = None, **kwdeps: Task | str,
+        id: str | None = None, key: str | None = None, inputs: dict[str, Any] | None = None,
+        **kwdeps: Task | str,
     ) -> None:
-        super().__init__(deps, kwdeps, name, id, key)
+        self.input_formatter_name = input_formatter_name
+        super().__init__(deps, kwdeps, name, id, key, inputs)
         self.subgraph = subgraph
         """The graph this task runs; its ``graph_input`` is set from the input formatter."""
-        self.input_formatter_name = input_formatter_name
         """Registry name of ``fmt(ctx, *dep_outputs, **kwdep_outputs) -> JSON value``."""
 
     def function_names(self) -> dict[str, str]:

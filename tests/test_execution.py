@@ -434,3 +434,29 @@ def test_break_before_and_after_then_continue():
     fresh.run(registry, break_after=["a"])
     assert fresh.last_run.stopped == "break_after:a"
     assert [t.status for t in fresh.tasks.values()] == ["done", "pending", "pending"]
+
+
+def test_constant_inputs_reach_the_function_and_are_part_of_the_fingerprint():
+    registry = CountingRegistry({"greet": lambda ctx, who, punct="": f"hello {who}{punct}"})
+    graph = TaskGraph()
+    graph.add_task(PythonTask("greet", inputs={"who": "ada", "punct": "!"}))
+    assert graph.run(registry) == "hello ada!"
+    data = graph.to_json()
+    assert data["tasks"][0]["inputs"] == {"who": "ada", "punct": "!"}
+    data["tasks"][0]["inputs"]["who"] = "grace"  # a hand edit of an input re-runs the task
+    assert TaskGraph.from_json(data).run(registry) == "hello grace!"
+    assert registry.take() == {"greet": 2}
+    with pytest.raises(ValueError, match=r"\['x'\] given both as a dependency and in `inputs`"):
+        PythonTask("f", x="dep", inputs={"x": 1})
+    with pytest.raises(TypeError, match=r"`inputs\[\"when\"\]` is of type object"):
+        PythonTask("f", inputs={"when": object()})
+
+
+def test_a_fully_memoized_subgraph_counts_as_reused_not_executed():
+    graph = TaskGraph()
+    graph.add_task(TaskGraphTask(nested(2), "pass_input", name="outer"))
+    graph.graph_input = 1
+    graph.run(SUB_REGISTRY)
+    assert graph.last_run.executed == ["outer", "outer > sub", "outer > sub > inc"]
+    graph.run(SUB_REGISTRY)
+    assert graph.last_run.executed == [] and graph.last_run.reused == 3

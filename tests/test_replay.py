@@ -147,7 +147,7 @@ def test_resample_draws_a_fresh_reply_without_editing(ran):
 def test_switching_llm_backend_calls_the_llm_again(ran):
     from llmtaskgraph import ScriptedLLM
 
-    graph, reg, llm = ran
+    graph, reg, _ = ran
     scripted = ScriptedLLM({"cats": "[s] purr", "dogs": "[s] woof"})
     out = graph.run(reg, llm=scripted)
     assert scripted.calls == 2 and out["result"] == "WOOF + PURR"
