@@ -10,6 +10,7 @@ from .context import TaskContext
 from .errors import (
     GraphValidationError,
     InvalidTraceError,
+    LLMCallError,
     LLMTaskGraphError,
     MissingFunctionError,
     OutputNotJSONError,
@@ -17,16 +18,19 @@ from .errors import (
 )
 from .execution import RunEvent, RunReport
 from .graph import TaskGraph
-from .llm import LLMResponse, OfflineLLM, ScriptedLLM
+from .llm import AnthropicLLM, LLMResponse, OfflineLLM, ResponseCache, ScriptedLLM
 from .registry import FunctionRegistry
 from .tasks import LLMTask, PythonTask, Task, TaskGraphTask
+from .usage import Usage
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnthropicLLM",
     "FunctionRegistry",
     "GraphValidationError",
     "InvalidTraceError",
+    "LLMCallError",
     "LLMResponse",
     "LLMTask",
     "LLMTaskGraphError",
@@ -34,6 +38,7 @@ __all__ = [
     "OfflineLLM",
     "OutputNotJSONError",
     "PythonTask",
+    "ResponseCache",
     "RunEvent",
     "RunReport",
     "ScriptedLLM",
@@ -42,4 +47,5 @@ __all__ = [
     "TaskGraph",
     "TaskGraphError",
     "TaskGraphTask",
+    "Usage",
 ]

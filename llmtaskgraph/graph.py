@@ -23,6 +23,7 @@ from .tasks import LLMTask, Task, TaskGraphTask
 
 if TYPE_CHECKING:
     from .llm.base import LLMBackend
+    from .usage import Usage
 
 T = TypeVar("T", bound=Task)
 _offline_notice_shown = False
@@ -291,6 +292,13 @@ class TaskGraph:
         shared = self._active
         if shared is not None and shared.report.stopped is None:
             shared.report.stopped = "stop"
+
+    def usage(self) -> Usage:
+        """Calls, tokens (cache reads/writes too), LLM seconds and per-model counts of the replies in the
+        trace, sub-graphs included. See :mod:`llmtaskgraph.usage`."""
+        from .usage import graph_usage
+
+        return graph_usage(self)
 
     # -- JSON -------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:

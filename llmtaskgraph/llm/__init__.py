@@ -1,8 +1,22 @@
-"""LLM backends: the protocol, the offline default, scripted replies and the anthropic SDK."""
+"""LLM backends: the protocol, the offline default, scripted replies, the anthropic SDK and the response cache."""
 
 from __future__ import annotations
 
+from .anthropic import DEFAULT_MODEL, AnthropicLLM
 from .base import LLMBackend, LLMResponse, PromptError, build_request
+from .cache import ResponseCache, ResponseStore
 from .offline import OFFLINE_NOTICE, OfflineLLM, ScriptedLLM
 
-__all__ = ["OFFLINE_NOTICE", "LLMBackend", "LLMResponse", "OfflineLLM", "PromptError", "ScriptedLLM", "build_request"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "OFFLINE_NOTICE",
+    "AnthropicLLM",
+    "LLMBackend",
+    "LLMResponse",
+    "OfflineLLM",
+    "PromptError",
+    "ResponseCache",
+    "ResponseStore",
+    "ScriptedLLM",
+    "build_request",
+]

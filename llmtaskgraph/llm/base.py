@@ -6,6 +6,7 @@ and scripted replies are interchangeable behind it.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,9 +69,15 @@ def build_request(prompt: Any, params: dict[str, Any] | None) -> dict[str, Any]:
         request.update(prompt)
     else:
         raise PromptError(
-            f"expected a str, a list of messages or a dict of Messages API arguments, got {type(prompt).__name__}"
+            f"expected a str, a list of messages or a dict of Messages API arguments, got {_describe(prompt)}"
         )
     return request
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "None (does the formatter `return` its prompt?)"
+    return f"{type(value).__name__} {reprlib.repr(value)}"
 
 
 def _check_messages(messages: Any) -> None:

@@ -46,7 +46,7 @@ class OfflineLLM:
         )
 
 
-Script = Mapping[str, str] | Callable[[str], str]
+Script = Mapping[str, str] | Callable[[str], str] | Callable[[dict[str, Any]], str]
 
 
 class ScriptedLLM:
@@ -54,33 +54,43 @@ class ScriptedLLM:
 
     A mapping key matches a prompt that equals it or, failing that, that contains it, so tutorials
     can key on a distinctive phrase. A prompt no entry matches raises ``KeyError`` naming it.
+    With ``whole_request=True`` the function receives the whole Messages API request instead
+    (``messages``, ``system``, ``model``, ``temperature``, ...), for replies that depend on more than
+    the last user message.
+
+    A mapping's contents are part of ``kind`` (and so of every call fingerprint): edit the script and
+    the next run asks it again. A function cannot be fingerprinted; give a new ``name`` to re-ask.
     """
 
-    kind = "scripted"
-
-    def __init__(self, script: Script, latency: float = 0.0) -> None:
+    def __init__(self, script: Script, latency: float = 0.0, *, whole_request: bool = False, name: str = "") -> None:
         self.script = script
         self.latency = latency
+        self.whole_request = whole_request
         self.calls = 0
+        label = name or ("" if callable(script) else digest(dict(script))[:12])
+        self.kind = f"scripted:{label}" if label else "scripted"
+        """Part of the call fingerprint: ``scripted`` plus the script's digest or the given name."""
 
     async def complete(self, request: dict[str, Any]) -> LLMResponse:
         self.calls += 1
         if self.latency:
             await asyncio.sleep(self.latency)
         prompt = last_user_text(request)
-        text = self.reply_for(prompt)
+        text = self.script(request) if self.whole_request and callable(self.script) else self.reply_for(prompt)  # type: ignore[arg-type]
+        if not isinstance(text, str):
+            raise TypeError(f"the ScriptedLLM script must return the reply text (str), got {type(text).__name__}")
         return LLMResponse(
             text=text,
             model="scripted",
             stop_reason="end_turn",
             usage={"input_tokens": _count_tokens(prompt), "output_tokens": _count_tokens(text)},
             latency=self.latency,
-            backend=self.kind,
+            backend="scripted",
         )
 
     def reply_for(self, prompt: str) -> str:
         if callable(self.script):
-            return self.script(prompt)
+            return self.script(prompt)  # type: ignore[arg-type]
         if prompt in self.script:
             return self.script[prompt]
         for key, reply in self.script.items():

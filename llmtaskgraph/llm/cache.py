@@ -1,0 +1,96 @@
+"""A persistent response cache, so re-running a notebook from scratch pays for no call twice.
+
+The trace already memoizes calls, but only while the trace exists: a fresh kernel that rebuilds
+the graph would call the LLM again. With ``graph.run(registry, cache="llm_cache/")`` every reply is
+also stored on disk under its call fingerprint (backend kind + full request + sample number), the
+same key that decides reuse in the trace, so a fresh sample or an edited prompt still calls.
+
+One JSON file per entry, written to a temporary file and renamed into place: concurrent writers
+(threads, processes, several notebooks) never leave a torn entry, and two writers of the same key
+both write a complete reply for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+FORMAT = "llmtaskgraph-cache/1"
+_KEY = re.compile(r"^[0-9a-f]{16,128}$")
+
+
+@runtime_checkable
+class ResponseStore(Protocol):
+    """What the scheduler needs from a cache: look a reply up by call fingerprint, store one."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, response: dict[str, Any], request: dict[str, Any] | None = None) -> None: ...
+
+
+class ResponseCache:
+    """LLM replies on disk under ``path``, one file per call fingerprint. Implements :class:`ResponseStore`.
+
+    Entries also hold the request they answer, so a cache directory can be read (and pruned) by hand.
+    Delete the directory to forget everything.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        """The cache directory (created on first write)."""
+
+    def __repr__(self) -> str:
+        return f"ResponseCache({str(self.path)!r})"
+
+    def _file(self, key: str) -> Path:
+        if not _KEY.match(key):
+            raise ValueError(f"a response cache key must be a hex fingerprint, got {key[:80]!r}")
+        return self.path / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored reply for ``key``, or None. An unreadable entry counts as missing (and is re-written)."""
+        try:
+            with open(self._file(key), encoding="utf-8") as f:
+                entry = json.load(f)
+        except (OSError, ValueError):
+            return None
+        response = entry.get("response") if isinstance(entry, dict) and entry.get("format") == FORMAT else None
+        return response if isinstance(response, dict) and isinstance(response.get("text"), str) else None
+
+    def put(self, key: str, response: dict[str, Any], request: dict[str, Any] | None = None) -> None:
+        """Store ``response`` under ``key`` atomically (a reader sees the old entry or the new one, never half)."""
+        target = self._file(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"format": FORMAT, "key": key, "stored_at": time.time(), "request": request, "response": response}
+        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}-", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(entry, f, ensure_ascii=False)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.path.glob("??/*.json"))
+
+    def keys(self) -> list[str]:
+        """Every stored fingerprint (in no particular order)."""
+        return [p.stem for p in self.path.glob("??/*.json")]
+
+
+def as_store(cache: ResponseStore | str | os.PathLike[str]) -> ResponseStore:
+    """The ``cache=`` run option: a store as given, or a directory path made into a :class:`ResponseCache`."""
+    if isinstance(cache, (str, os.PathLike)):
+        return ResponseCache(cache)
+    if isinstance(cache, ResponseStore):
+        return cache
+    raise TypeError(f"`cache=` takes a directory path or an object with get/put, got {type(cache).__name__}")
