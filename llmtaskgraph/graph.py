@@ -23,6 +23,7 @@ from .tasks import LLMTask, Task, TaskGraphTask
 
 if TYPE_CHECKING:
     from .llm.base import LLMBackend
+    from .widgets import GraphEditor
     from .usage import Usage
 
 T = TypeVar("T", bound=Task)
@@ -327,6 +328,15 @@ class TaskGraph:
         return load(Path(path))
 
     # -- display ----------------------------------------------------------------------------------
+    def editor(self, registry: Registry, **options: Any) -> GraphEditor:
+        """A notebook widget to pick a task, edit its prompt, reply or output, replay and step (needs ipywidgets).
+
+        ``options`` are passed to every run the editor starts (``llm=``, ``max_concurrency=``, ...).
+        """
+        from .widgets import GraphEditor
+
+        return GraphEditor(self, registry, **options)
+
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from .render import graph_mimebundle
 

@@ -1,14 +1,174 @@
-"""Progress display for runs (placeholder until the Jupyter layer lands: prints nothing)."""
+"""Progress while a graph runs: tasks done of total, failures, LLM calls in flight.
+
+Counting (:class:`ProgressCounter`) is kept apart from showing: a notebook gets a small widget
+(progress bar + one line of text), a terminal gets one line on stderr redrawn in place. The total
+grows as running tasks add tasks. By default progress shows in notebooks and when stderr is a TTY
+(never in pipes, CI logs or tests); ``progress=False`` turns it off, ``progress=True`` forces it.
+"""
 
 from __future__ import annotations
 
+import html
+import sys
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from .execution import _Shared
+    from .execution import RunEvent, _Shared
     from .graph import TaskGraph
 
 
-def attach_progress(graph: TaskGraph, shared: _Shared, progress: bool | None) -> Callable[[], None]:
-    return lambda: None
+@dataclass
+class ProgressCounter:
+    """Run totals, kept up to date from :class:`~llmtaskgraph.execution.RunEvent` s."""
+
+    total: int = 0
+    """Tasks seen so far (grows when tasks add tasks; sub-graph tasks included)."""
+    done: int = 0
+    """Tasks finished, memoized ones included."""
+    reused: int = 0
+    """Of ``done``, how many were memoized (nothing executed)."""
+    failed: int = 0
+    blocked: int = 0
+    llm_in_flight: int = 0
+    """LLM requests sent and not yet answered."""
+    llm_calls: int = 0
+    """LLM requests answered (or failed) so far."""
+    failures: list[str] = field(default_factory=list)
+    """Paths of the failed tasks."""
+
+    def on_event(self, event: RunEvent) -> None:
+        kind = event.kind
+        if kind == "task_added":
+            self.total += 1
+        elif kind in ("task_finished", "task_reused"):
+            self.done += 1
+            self.reused += kind == "task_reused"
+        elif kind == "task_failed":
+            self.failed += 1
+            self.failures.append(event.path)
+        elif kind == "task_blocked":
+            self.blocked += 1
+        elif kind == "llm_started":
+            self.llm_in_flight += 1
+        elif kind == "llm_finished":
+            self.llm_in_flight -= 1
+            self.llm_calls += 1
+
+    def describe(self) -> str:
+        """One line, e.g. ``7/12 tasks done · 1 failed · 2 LLM calls in flight``."""
+        parts = [f"{self.done}/{self.total} tasks done"]
+        if self.reused:
+            parts.append(f"{self.reused} reused")
+        if self.failed:
+            shown = ", ".join(self.failures[:3]) + (", …" if len(self.failures) > 3 else "")
+            parts.append(f"{self.failed} failed ({shown})")
+        if self.blocked:
+            parts.append(f"{self.blocked} blocked")
+        parts.append(f"{self.llm_in_flight} LLM calls in flight" if self.llm_in_flight else f"{self.llm_calls} LLM calls")
+        return " · ".join(parts)
+
+
+class Display(Protocol):
+    """Somewhere to show a :class:`ProgressCounter`."""
+
+    def update(self, counter: ProgressCounter, final: bool) -> None: ...
+
+
+class TerminalDisplay:
+    """One line on a text stream, redrawn in place with a carriage return."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self._width = 0
+
+    def update(self, counter: ProgressCounter, final: bool) -> None:
+        line = counter.describe()
+        pad = " " * max(0, self._width - len(line))  # wipe the rest of a longer previous line
+        self._width = len(line)
+        self.stream.write(f"\r{line}{pad}" + ("\n" if final else ""))
+        self.stream.flush()
+
+
+class WidgetDisplay:
+    """An ipywidgets progress bar with the counts beside it, for notebooks."""
+
+    def __init__(self) -> None:
+        import ipywidgets as w
+        from IPython.display import display
+
+        # Fixed initial values: the displayed text form stays the same from run to run (nbval).
+        self.bar = w.IntProgress(value=0, min=0, max=1, description="tasks")
+        self.text = w.HTML(value="")
+        self.box = w.HBox([self.bar, self.text])
+        display(self.box)  # type: ignore[no-untyped-call]
+
+    def update(self, counter: ProgressCounter, final: bool) -> None:
+        self.bar.max = max(counter.total, 1)
+        self.bar.value = counter.done
+        self.bar.bar_style = "danger" if counter.failed else ("success" if final and counter.done == counter.total else "")
+        self.text.value = html.escape(counter.describe())
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (checked without importing IPython)."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def make_display(progress: bool | None) -> Display | None:
+    """The display a run should use, or None for no progress."""
+    if progress is False:
+        return None
+    if in_notebook():
+        try:
+            return WidgetDisplay()
+        except ImportError:  # no ipywidgets: the stream still shows in the notebook
+            return TerminalDisplay()
+    if progress or sys.stderr.isatty():
+        return TerminalDisplay()
+    return None
+
+
+class Progress:
+    """Feeds run events to a counter and redraws the display at most every ``interval`` seconds."""
+
+    def __init__(self, display: Display, interval: float = 0.1) -> None:
+        self.counter = ProgressCounter()
+        self.display = display
+        self.interval = interval
+        self._last = 0.0
+
+    def on_event(self, event: RunEvent) -> None:
+        self.counter.on_event(event)
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.display.update(self.counter, final=False)
+
+    def close(self) -> None:
+        self.display.update(self.counter, final=True)
+
+
+def attach_progress(graph: TaskGraph, shared: _Shared, progress: bool | Display | None) -> Callable[[], None]:
+    """Show progress for one run; returns the function that ends the display when the run ends.
+
+    ``progress`` may also be a :class:`Display`. A single step (``max_tasks=1``) shows nothing
+    unless asked for: stepping through a graph would otherwise stack up one bar per step.
+    """
+    if progress is None and shared.options.max_tasks == 1:
+        return lambda: None
+    display = make_display(progress) if progress is None or isinstance(progress, bool) else progress
+    if display is None:
+        return lambda: None
+    watcher = Progress(display)
+    stop_listening = shared.listen(watcher.on_event)
+
+    def detach() -> None:
+        stop_listening()
+        watcher.close()
+
+    return detach

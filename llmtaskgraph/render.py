@@ -1,18 +1,399 @@
-"""Drawing graphs and tasks (placeholder until the Jupyter layer lands)."""
+"""Drawing graphs and tasks for notebooks: a graphviz SVG of the graph and an HTML card per task.
+
+Free functions (:func:`to_dot`, :func:`to_svg`, :func:`to_html`); ``_repr_mimebundle_`` on graphs
+and tasks only delegates here. Every piece of user or model text is escaped exactly once, at the
+point where it enters DOT or HTML, so a reply containing ``</svg>`` or ``<script>`` shows as text.
+Big graphs are drawn in part (see :class:`Limits`) with a note of what was left out; without the
+``dot`` binary the graph is shown as an HTML table that says how to install graphviz.
+"""
 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .tasks import STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
-    from .tasks import Task
+
+STATUS_COLOURS = {"pending": "#e0e0e0", "running": "#ffd54f", "done": "#a5d6a7", "failed": "#ef9a9a", "blocked": "#ffcc80"}
+"""Fill colour of each task status, in the SVG, the fallback table and the legend."""
+
+INSTALL_GRAPHVIZ = (
+    "Install graphviz's <code>dot</code> program to see the graph drawn: "
+    "<code>apt-get install graphviz</code> (Debian/Ubuntu), <code>brew install graphviz</code> (macOS) "
+    "or <code>conda install graphviz</code>; and the Python package with "
+    "<code>pip install 'llmtaskgraph[jupyter]'</code>."
+)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much of a graph to draw, so a 10,000-task graph still renders in a second or two."""
+
+    max_tasks: int = 150
+    """Task nodes drawn in all; later tasks are summarized in one node per graph."""
+    max_children: int = 12
+    """Dynamic children drawn per creator; the rest become one summary node."""
+    max_subgraph: int = 40
+    """Sub-graphs with more tasks than this are drawn as one node instead of a cluster."""
+    max_chars: int = 4000
+    """Characters of any one text shown in a task card before it is cut (visibly)."""
+
+
+# -- text helpers -----------------------------------------------------------------------------------
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut (never silently)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… [truncated: {len(text) - limit:,} more characters not shown]"
+
+
+def as_text(value: Any) -> str:
+    """A JSON value as readable text: strings as they are, everything else as indented JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _dot_str(text: str) -> str:
+    """A DOT double-quoted string. ``&`` is pre-escaped because graphviz passes entities through."""
+    text = text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
+    text = "".join(ch for ch in text if ch >= " " or ch == "\n")
+    return '"' + text.replace("\n", "\\n") + '"'
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _kind(task: Task) -> str:
+    if isinstance(task, LLMTask):
+        return f"LLM: {task.formatter_name} → {task.parser_name}"
+    if isinstance(task, PythonTask):
+        return f"python: {task.fn_name}"
+    if isinstance(task, TaskGraphTask):
+        return f"sub-graph: {task.input_formatter_name}"
+    return type(task).__name__
+
+
+def _counts(tasks: Iterable[Task]) -> str:
+    counts = Counter(t.record.status for t in tasks)
+    return ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+
+
+# -- DOT --------------------------------------------------------------------------------------------
+@dataclass
+class Drawing:
+    """DOT source of a graph plus notes on what was left out of it."""
+
+    dot: str
+    notes: list[str] = field(default_factory=list)
+
+
+class _DotWriter:
+    """Walks a graph (and its sub-graphs) within :class:`Limits`, writing DOT lines."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.budget = limits.max_tasks
+        self.lines: list[str] = []
+        self.notes: list[str] = []
+        self.n = 0
+
+    def node_id(self) -> str:
+        self.n += 1
+        return f"n{self.n}"
+
+    def node(self, nid: str, label: str, colour: str, tooltip: str, **attrs: str) -> None:
+        extra = "".join(f" {k}={v}" for k, v in attrs.items())
+        self.lines.append(
+            f"{nid} [label={_dot_str(label)} fillcolor={_dot_str(colour)} tooltip={_dot_str(tooltip)}{extra}]"
+        )
+
+    def graph(self, graph: TaskGraph, prefix: str) -> dict[str, str]:
+        """Write ``graph``'s tasks and edges; returns task id -> DOT node id (hidden tasks map to summaries)."""
+        limits = self.limits
+        ids: dict[str, str] = {}
+        hidden_children: dict[str, list[Task]] = {}
+        shown_per_creator: Counter[str] = Counter()
+        chosen: list[Task] = []
+        # Failed and running tasks are what a person looks for first: they get the budget first.
+        urgent = {tid for tid, t in graph.tasks.items() if t.record.status in ("failed", "running")}
+        urgent = set(list(urgent)[: max(self.budget, 0)])
+        budget_left = self.budget - len(urgent)
+        for tid, task in graph.tasks.items():
+            creator = task.created_by
+            if creator is not None and tid not in urgent:
+                if shown_per_creator[creator] >= limits.max_children:
+                    hidden_children.setdefault(creator, []).append(task)
+                    continue
+                shown_per_creator[creator] += 1
+            if tid in urgent:
+                chosen.append(task)
+            elif budget_left > 0:
+                budget_left -= 1
+                chosen.append(task)
+        chosen_ids = {t.id for t in chosen}
+        for task in chosen:
+            self.task(task, prefix, ids)
+        for creator, children in hidden_children.items():
+            nid = self.node_id()
+            self.node(
+                nid, f"… {len(children):,} more tasks\nadded by {_short(creator)}\n({_counts(children)})",
+                "#ffffff", f"{len(children)} tasks added by {creator} are not drawn", style='"dashed,rounded"',
+            )
+            for child in children:
+                ids[str(child.id)] = nid
+            self.notes.append(
+                f"{len(children):,} of the tasks added by `{prefix}{creator}` are summarized in one node"
+            )
+        rest = [t for tid, t in graph.tasks.items() if tid not in chosen_ids and tid not in ids]
+        if rest:
+            nid = self.node_id()
+            self.node(nid, f"… {len(rest):,} more tasks\n({_counts(rest)})", "#ffffff",
+                      f"{len(rest)} tasks not drawn", style='"dashed,rounded"')
+            for task in rest:
+                ids[str(task.id)] = nid
+            self.notes.append(
+                f"{len(rest):,} tasks{' in `' + prefix.rstrip(' >') + '`' if prefix else ''} are not drawn "
+                f"(the drawing stops at {limits.max_tasks:,} tasks; pass a larger `max_tasks` to draw more)"
+            )
+        self.edges(graph, ids)
+        return ids
+
+    def task(self, task: Task, prefix: str, ids: dict[str, str]) -> None:
+        tid = str(task.id)
+        self.budget -= 1
+        nid = self.node_id()
+        ids[tid] = nid
+        rec = task.record
+        lines = [_short(task.label), _kind(task)]
+        if task.name and task.name != tid:
+            lines.insert(1, f"id: {_short(tid)}")
+        status = rec.status
+        if task.created_by is not None:
+            status += f" · added by {_short(task.created_by, 30)}"
+        lines.append(status)
+        tip = f"{prefix}{tid}: {rec.status}"
+        if rec.error is not None:
+            tip += f"\n{rec.error.type}: {rec.error.message}"
+        elif task.is_complete:
+            tip += "\n" + as_text(rec.output)
+        attrs = {"id": _dot_str(f"task:{prefix}{tid}")}
+        if rec.status == "failed":
+            attrs["color"] = '"#c62828"'
+            attrs["penwidth"] = "2"
+        if task.created_by is not None:
+            attrs["style"] = '"filled,rounded,dashed"'
+        if not isinstance(task, TaskGraphTask):
+            self.node(nid, "\n".join(lines), STATUS_COLOURS.get(rec.status, "#ffffff"), _short(tip, 300), **attrs)
+            return
+        sub = task.subgraph
+        if len(sub.tasks) > self.limits.max_subgraph or len(sub.tasks) > self.budget:
+            lines.append(f"{len(sub.tasks):,} inner tasks ({_counts(sub.tasks.values()) or 'empty'})")
+            attrs["shape"] = "box3d"
+            self.node(nid, "\n".join(lines), STATUS_COLOURS.get(rec.status, "#ffffff"), _short(tip, 300), **attrs)
+            self.notes.append(
+                f"sub-graph `{prefix}{tid}` ({len(sub.tasks):,} tasks) is drawn as one node; "
+                f"display `graph.find({prefix + tid!r}).subgraph` to see it"
+            )
+            return
+        self.lines.append(f"subgraph cluster_{nid} {{")
+        self.lines.append(f"label={_dot_str(task.label + ' (sub-graph)')} style=\"rounded,dashed\" color=\"#757575\"")
+        attrs["shape"] = "tab"
+        self.node(nid, "\n".join(lines), STATUS_COLOURS.get(rec.status, "#ffffff"), _short(tip, 300), **attrs)
+        inner = self.graph(sub, f"{prefix}{tid} > ")
+        for inner_id, inner_task in sub.tasks.items():
+            if not inner_task.all_deps() and inner_task.created_by is None and inner_id in inner:
+                self.lines.append(f"{nid} -> {inner[inner_id]} [style=dotted arrowhead=none color=\"#757575\"]")
+        self.lines.append("}")
+
+    def edges(self, graph: TaskGraph, ids: dict[str, str]) -> None:
+        seen: set[tuple[str, str]] = set()
+        created: set[tuple[str, str]] = set()
+        for tid, task in graph.tasks.items():
+            head = ids.get(tid)
+            if head is None:
+                continue
+            for dep in task.all_deps():
+                tail = ids.get(dep)
+                if tail is not None and tail != head and (tail, head) not in seen:
+                    seen.add((tail, head))
+                    self.lines.append(f"{tail} -> {head}")
+            creator = ids.get(task.created_by) if task.created_by else None
+            if creator is not None and creator != head and (creator, head) not in created:
+                created.add((creator, head))
+                self.lines.append(f'{creator} -> {head} [style=dashed color="#1565c0" arrowhead=empty]')
+
+
+def drawing(graph: TaskGraph, limits: Limits | None = None) -> Drawing:
+    """DOT source of ``graph`` within ``limits`` and the notes saying what was left out."""
+    writer = _DotWriter(limits or Limits())
+    body_start = [
+        "digraph taskgraph {",
+        'graph [rankdir=TB fontname="Helvetica,Arial,sans-serif" fontsize=11]',
+        'node [shape=box style="filled,rounded" fontname="Helvetica,Arial,sans-serif" fontsize=10]',
+        'edge [color="#616161"]',
+    ]
+    writer.graph(graph, "")
+    return Drawing("\n".join([*body_start, *writer.lines, "}"]) + "\n", writer.notes)
+
+
+def to_dot(graph: TaskGraph, limits: Limits | None = None) -> str:
+    """The graph as DOT source (status colours, sub-graph clusters, dashed edges from creators)."""
+    return drawing(graph, limits).dot
+
+
+def to_svg(graph: TaskGraph, limits: Limits | None = None) -> str:
+    """The graph as an SVG document. Raises ``graphviz.ExecutableNotFound`` when ``dot`` is missing."""
+    import graphviz
+
+    svg: str = graphviz.Source(to_dot(graph, limits)).pipe(format="svg", encoding="utf-8")
+    return svg[svg.index("<svg"):]
+
+
+# -- HTML -------------------------------------------------------------------------------------------
+_STYLE = (
+    "<style>.ltg pre{white-space:pre-wrap;max-height:24em;overflow:auto;margin:2px 0;padding:4px;"
+    "background:#f7f7f7;border:1px solid #ddd}.ltg .ltg-badge{padding:1px 6px;border-radius:3px}"
+    ".ltg td,.ltg th{text-align:left;vertical-align:top;padding:1px 8px}.ltg-note{color:#555;font-size:90%}</style>"
+)
+
+
+def _badge(status: str) -> str:
+    return f'<span class="ltg-badge" style="background:{STATUS_COLOURS.get(status, "#fff")}">{html.escape(status)}</span>'
+
+
+def _legend() -> str:
+    return '<div class="ltg-note">' + " ".join(_badge(s) for s in STATUSES) + (
+        " · dashed border: added at run time (blue dashed edge from its creator)</div>"
+    )
+
+
+def graph_html(graph: TaskGraph, limits: Limits | None = None) -> str:
+    """The graph as HTML: the SVG, a legend and notes, or an HTML table when graphviz is missing."""
+    limits = limits or Limits()
+    draw = drawing(graph, limits)
+    try:
+        import graphviz
+    except ImportError:
+        return _fallback_html(graph, limits)
+    try:
+        svg: str = graphviz.Source(draw.dot).pipe(format="svg", encoding="utf-8")
+    except graphviz.ExecutableNotFound:
+        return _fallback_html(graph, limits)
+    body = svg[svg.index("<svg"):]
+    notes = "".join(f'<div class="ltg-note">{html.escape(n)}</div>' for n in draw.notes)
+    return f'{_STYLE}<div class="ltg ltg-graph">{body}{_legend()}{notes}</div>'
+
+
+def _fallback_html(graph: TaskGraph, limits: Limits) -> str:
+    rows: list[str] = []
+    for path, task in iter_tasks(graph):
+        if len(rows) >= limits.max_tasks:
+            break
+        deps = ", ".join(task.all_deps())
+        by = f" (added by {task.created_by})" if task.created_by else ""
+        rows.append(
+            f"<tr><td>{html.escape(path)}</td><td>{_badge(task.record.status)}</td>"
+            f"<td>{html.escape(_kind(task))}</td><td>{html.escape(deps + by)}</td></tr>"
+        )
+    total = sum(1 for _ in iter_tasks(graph))
+    more = f'<div class="ltg-note">{total - len(rows):,} more tasks not listed</div>' if total > len(rows) else ""
+    return (
+        f'{_STYLE}<div class="ltg ltg-graph ltg-fallback"><div class="ltg-note">{INSTALL_GRAPHVIZ}</div>'
+        f"<table><tr><th>task</th><th>status</th><th>kind</th><th>depends on</th></tr>{''.join(rows)}</table>{more}</div>"
+    )
+
+
+def iter_tasks(graph: TaskGraph, prefix: str = "") -> Iterable[tuple[str, Task]]:
+    """(path, task) for every task, sub-graph tasks right after their TaskGraphTask."""
+    for tid, task in list(graph.tasks.items()):
+        yield prefix + tid, task
+        if isinstance(task, TaskGraphTask):
+            yield from iter_tasks(task.subgraph, f"{prefix}{tid} > ")
+
+
+def _section(title: str, text: str, limit: int) -> str:
+    return f"<tr><th>{html.escape(title)}</th><td><pre>{html.escape(clip(text, limit))}</pre></td></tr>"
+
+
+def _prompt_text(prompt: Any) -> str:
+    """A prompt as a person reads it: plain text, or ``role: content`` per message."""
+    if isinstance(prompt, str):
+        return prompt
+    messages = prompt.get("messages") if isinstance(prompt, dict) else prompt
+    if isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
+        extra = {k: v for k, v in prompt.items() if k != "messages"} if isinstance(prompt, dict) else {}
+        head = "".join(f"[{k}] {as_text(v)}\n" for k, v in extra.items())
+        return head + "\n".join(f"[{m.get('role')}] {as_text(m.get('content'))}" for m in messages)
+    return as_text(prompt)
+
+
+def task_html(task: Task, limits: Limits | None = None) -> str:
+    """A card with everything known about one task: prompt, reply, output, error, tokens, time."""
+    limit = (limits or Limits()).max_chars
+    rec = task.record
+    e = html.escape
+    rows = [f"<tr><th>kind</th><td>{e(_kind(task))}</td></tr>"]
+    if task.all_deps():
+        rows.append(f"<tr><th>depends on</th><td>{e(', '.join(task.all_deps()))}</td></tr>")
+    if task.created_by:
+        rows.append(f"<tr><th>added by</th><td>{e(task.created_by)}</td></tr>")
+    if rec.children:
+        rows.append(f"<tr><th>added</th><td>{e(_short(', '.join(rec.children), 400))}</td></tr>")
+    if isinstance(task, TaskGraphTask):
+        rows.append(f"<tr><th>sub-graph</th><td>{len(task.subgraph.tasks)} tasks ({e(_counts(task.subgraph.tasks.values()))})</td></tr>")
+    if rec.prompt is not None:
+        rows.append(_section("sub-graph input" if isinstance(task, TaskGraphTask) else "prompt", _prompt_text(rec.prompt), limit))
+    response = rec.response or {}
+    if response:
+        rows.append(_section("reply (edited)" if response.get("edited") else "reply", str(response.get("text", "")), limit))
+        usage = response.get("usage") or {}
+        facts = [f"{k.replace('_tokens', '')} {v:,} tokens" for k, v in usage.items() if isinstance(v, int)]
+        facts += [f"{k} {response[k]}" for k in ("model", "backend", "stop_reason") if response.get(k)]
+        if response.get("latency") is not None:
+            facts.append(f'latency <span class="ltg-time">{float(response["latency"]):.2f} s</span>')
+        if response.get("retries"):
+            facts.append(f"{response['retries']} retries")
+        rows.append(f"<tr><th>call</th><td>{' · '.join(e(f) if '<span' not in f else f for f in facts)}</td></tr>")
+    if task.is_complete:
+        rows.append(_section("output", as_text(rec.output), limit))
+    if rec.error is not None:
+        err = rec.error
+        where = f" in {err.stage}" if err.stage else ""
+        rows.append(_section(f"error{where}", f"{err.type}: {err.message}", limit))
+        if err.traceback:
+            rows.append(
+                f"<tr><th></th><td><details><summary>traceback</summary><pre>{e(clip(err.traceback, limit))}</pre>"
+                "</details></td></tr>"
+            )
+    if rec.duration is not None:
+        rows.append(f'<tr><th>time</th><td><span class="ltg-time">{rec.duration:.2f} s</span></td></tr>')
+    title = e(task.label) + (f" <code>{e(str(task.id))}</code>" if task.name and task.name != task.id else "")
+    return f'{_STYLE}<div class="ltg ltg-task"><b>{title}</b> {_badge(rec.status)}<table>{"".join(rows)}</table></div>'
+
+
+# -- what _repr_mimebundle_ delegates to --------------------------------------------------------------
 def graph_mimebundle(graph: TaskGraph) -> dict[str, str]:
-    return {"text/plain": repr(graph)}
+    return {"text/plain": repr(graph), "text/html": graph_html(graph)}
 
 
 def task_mimebundle(task: Task) -> dict[str, str]:
-    return {"text/plain": repr(task), "text/html": f"<pre>{html.escape(repr(task))}</pre>"}
+    return {"text/plain": repr(task), "text/html": task_html(task)}
+
+
+def to_html(obj: TaskGraph | Task, limits: Limits | None = None) -> str:
+    """HTML for a graph (drawing) or a task (detail card)."""
+    if isinstance(obj, Task):
+        return task_html(obj, limits)
+    return graph_html(obj, limits)

@@ -1,0 +1,233 @@
+"""A notebook editor for a graph (ipywidgets 8): pick a task, edit it, replay or step, watch it run.
+
+Every edit goes through ``task.edit(...)``, the same rule as edits made in Python or in the JSON
+file, so the editor adds no second way of deciding what runs again. Runs are synchronous (the
+kernel is busy while one runs); the drawing and the status line still update live, because widget
+state is sent to the browser as the run's events arrive. Interrupt the kernel to stop a run.
+
+Build one with ``graph.editor(registry)``; this module is imported only then.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import LLMTaskGraphError, TaskGraphError
+from .progress import ProgressCounter
+from .render import Limits, as_text, graph_html, iter_tasks, task_html
+from .tasks import LLMTask, Task
+
+if TYPE_CHECKING:
+    from .execution import RunEvent
+    from .graph import TaskGraph
+    from .registry import Registry
+
+try:
+    import ipywidgets as w
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("the graph editor needs ipywidgets: pip install 'llmtaskgraph[jupyter]'") from exc
+
+FIELDS = ("prompt", "reply", "output")
+
+
+class GraphEditor:
+    """The editor; display it (it is the last expression of a cell) or put ``.widget`` in a layout.
+
+    Attributes are the widgets themselves, so code and tests can drive it as a person would:
+    ``editor.picker.value = "summarize"``, ``editor.fields["output"].value = "[1, 2]"``,
+    ``editor.apply_button.click()``.
+    """
+
+    def __init__(
+        self, graph: TaskGraph, registry: Registry, *, limits: Limits | None = None, refresh_interval: float = 0.5,
+        **run_options: Any,
+    ) -> None:
+        self.graph = graph
+        self.registry = registry
+        self.limits = limits
+        self.refresh_interval = refresh_interval
+        """Least seconds between redraws of the graph during a run."""
+        self.run_options = run_options
+        """Passed to every run the editor starts (``llm=``, ``max_concurrency=``, ...)."""
+        self._shown: dict[str, str] = {}
+        self._last_draw = 0.0
+
+        wide = w.Layout(width="100%")
+        self.view = w.HTML(layout=wide)
+        self.picker = w.Dropdown(description="task", options=[], layout=w.Layout(width="60%"))
+        self.detail = w.HTML(layout=wide)
+        self.fields = {
+            "prompt": w.Textarea(description="prompt", layout=w.Layout(width="100%", height="6em")),
+            "reply": w.Textarea(description="reply", layout=w.Layout(width="100%", height="6em")),
+            "output": w.Textarea(description="output", placeholder="JSON", layout=w.Layout(width="100%", height="6em")),
+        }
+        self.apply_button = w.Button(description="Apply edit", icon="check", tooltip="record the edit (task.edit)")
+        self.replay_button = w.Button(description="Replay", icon="play", tooltip="run what the edits affect")
+        self.step_button = w.Button(description="Step", icon="step-forward", tooltip="run the next ready task")
+        self.message = w.HTML()
+        self.status = w.HTML()
+        self.apply_button.add_class("ltg-apply")
+        self.replay_button.add_class("ltg-replay")
+        self.step_button.add_class("ltg-step")
+        self.view.add_class("ltg-view")
+        self.status.add_class("ltg-status")
+
+        self.picker.observe(lambda _change: self._load_fields(), names="value")
+        self.apply_button.on_click(lambda _b: self.apply())
+        self.replay_button.on_click(lambda _b: self.replay())
+        self.step_button.on_click(lambda _b: self.step())
+        buttons = w.HBox([self.apply_button, self.replay_button, self.step_button])
+        editor = w.VBox([self.picker, *self.fields.values(), buttons, self.message, self.detail])
+        self.widget = w.VBox([self.status, self.view, editor])
+        self.widget.add_class("ltg-editor")
+        self.refresh()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- reading the graph ------------------------------------------------------------------------
+    @property
+    def task(self) -> Task | None:
+        """The task chosen in the picker."""
+        path = self.picker.value
+        return None if not path else self.graph.find(path)
+
+    def select(self, path: str) -> None:
+        """Choose the task at ``path`` (``outer > inner`` inside sub-graphs)."""
+        self.picker.value = path
+
+    def refresh(self) -> None:
+        """Redraw everything from the graph (after changes made outside the editor, say)."""
+        current = self.picker.value
+        options = [(f"{path} · {task.status}", path) for path, task in iter_tasks(self.graph)]
+        self.picker.options = options
+        paths = [p for _, p in options]
+        if current in paths:
+            self.picker.value = current
+        elif paths and not self.picker.value:
+            self.picker.value = paths[0]
+        self._load_fields()
+        self._draw()
+        self.status.value = html.escape(self._summary())
+
+    def _draw(self) -> None:
+        self.view.value = graph_html(self.graph, self.limits)
+        self._last_draw = time.monotonic()
+
+    def _summary(self) -> str:
+        counts: dict[str, int] = {}
+        for _, task in iter_tasks(self.graph):
+            counts[task.status] = counts.get(task.status, 0) + 1
+        text = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no tasks"
+        report = self.graph.last_run
+        if report is not None:
+            text += f" · last run: {len(report.executed)} executed, {report.reused} reused, {report.llm_calls} LLM calls"
+            if report.stopped:
+                text += f", stopped ({report.stopped})"
+        return text
+
+    def _load_fields(self) -> None:
+        task = self.task
+        is_llm = isinstance(task, LLMTask)
+        rec = None if task is None else task.record
+        shown = {
+            "prompt": "" if rec is None or rec.prompt is None or not is_llm else as_text(rec.prompt),
+            "reply": "" if rec is None or not rec.response else str(rec.response.get("text", "")),
+            "output": "" if task is None or not task.is_complete else json.dumps(task.output, indent=2, ensure_ascii=False),
+        }
+        self._shown = shown
+        for name, field in self.fields.items():
+            field.value = shown[name]
+            field.disabled = task is None or (name != "output" and not is_llm)
+        self.detail.value = "" if task is None else task_html(task, self.limits)
+
+    # -- actions ----------------------------------------------------------------------------------
+    def _say(self, text: str, error: bool = False) -> None:
+        colour = "#c62828" if error else "#2e7d32"
+        self.message.value = f'<pre style="color:{colour};white-space:pre-wrap">{html.escape(text)}</pre>'
+
+    def apply(self) -> bool:
+        """Record the changed field as an edit of the chosen task; True if the graph changed.
+
+        One field at a time: a prompt edit calls the LLM again and a reply edit parses again, so an
+        edit of a later field made at the same time would be overwritten on replay.
+        """
+        task = self.task
+        if task is None:
+            self._say("choose a task first", error=True)
+            return False
+        changed = [name for name in FIELDS if self.fields[name].value != self._shown[name]]
+        if not changed:
+            self._say("nothing to apply: change the prompt, the reply or the output first", error=True)
+            return False
+        if len(changed) > 1:
+            self._say(
+                f"change one field at a time (changed: {', '.join(changed)}): an earlier stage's edit makes the "
+                "later ones run again, which would overwrite them",
+                error=True,
+            )
+            return False
+        name = changed[0]
+        text = self.fields[name].value
+        try:
+            value: Any = text
+            if name == "output" or (name == "prompt" and not isinstance(task.record.prompt, str)):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"the {name} of task `{task.id}` is not valid JSON ({exc}); nothing was changed") from exc
+            task.edit(**{"response" if name == "reply" else name: value})
+        except (ValueError, TypeError) as exc:
+            self._say(str(exc), error=True)
+            return False
+        pending = sum(1 for _, t in iter_tasks(self.graph) if t.status == "pending")
+        self._say(f"edited the {name} of `{task.id}`; {pending} task(s) are now pending: Replay runs what the edit affects")
+        self.refresh()
+        return True
+
+    def replay(self) -> None:
+        """Run the graph: only what the edits affect executes; the view follows the run live."""
+        self._run(lambda opts: self.graph.run(self.registry, **opts), "replayed")
+
+    def step(self) -> None:
+        """Run the next ready task that needs running, then show it."""
+        task = self._run(lambda opts: self.graph.step(self.registry, **opts), "stepped")
+        if isinstance(task, Task) and self.graph.tasks.get(str(task.id)) is task:
+            self.select(str(task.id))
+        elif task is None and self.graph.last_run is not None and not self.graph.last_run.failed:
+            self._say("nothing left to run: every task is done")
+
+    def _run(self, action: Callable[[dict[str, Any]], Any], verb: str) -> Any:
+        counter = ProgressCounter()
+        user_listener = self.run_options.get("on_event")
+
+        def on_event(event: RunEvent) -> None:
+            counter.on_event(event)
+            if user_listener is not None:
+                user_listener(event)
+            self.status.value = "running: " + html.escape(counter.describe())
+            if time.monotonic() - self._last_draw >= self.refresh_interval:
+                try:
+                    self._draw()
+                except RuntimeError:  # a task was added while drawing; the next redraw shows it
+                    pass
+
+        for button in (self.apply_button, self.replay_button, self.step_button):
+            button.disabled = True
+        result = None
+        try:
+            result = action({**self.run_options, "on_event": on_event, "progress": False})
+            self._say(f"{verb}: {counter.describe()}")
+        except TaskGraphError as exc:
+            self._say(str(exc), error=True)
+        except (LLMTaskGraphError, ValueError, TypeError, KeyError) as exc:
+            self._say(f"{type(exc).__name__}: {exc}", error=True)
+        finally:
+            for button in (self.apply_button, self.replay_button, self.step_button):
+                button.disabled = False
+            self.refresh()
+        return result
