@@ -48,6 +48,11 @@ class TaskContext:
         """
         return self._graph._add_child(self.task, task, self._run)
 
+    def stop(self) -> None:
+        """Stop the whole run cleanly (from any depth of sub-graph): no new task starts."""
+        if self._run is not None and self._run.shared.report.stopped is None:
+            self._run.shared.report.stopped = "stop"
+
     def add_output_task(self, task: T) -> T:
         """Add a task and make it the graph's output."""
         added = self.add_task(task)

@@ -180,6 +180,28 @@ def test_stop_ends_an_unbounded_graph_cleanly():
     assert max(t.output or 0 for t in graph.tasks.values()) == 40
 
 
+def test_ctx_stop_inside_a_subgraph_stops_the_whole_run_and_a_later_run_resumes():
+    async def tick(ctx, previous=None):
+        if previous == 3:
+            ctx.stop()
+        if previous is None or previous < 5:
+            ctx.add_output_task(PythonTask("tick", ctx.task, key="n"))  # the sub-graph's output moves on
+        return (previous or 0) + 1
+
+    inner = TaskGraph()
+    inner.add_task(PythonTask("tick"))
+    graph = TaskGraph()
+    graph.add_task(TaskGraphTask(inner, "to_sub", name="sub"))
+    graph.add_task(PythonTask("after", "sub"))
+    registry = {"tick": tick, "to_sub": lambda ctx: None, "after": lambda ctx, x: x}
+    graph.run(registry)
+    assert graph.last_run.stopped == "stop"
+    assert graph.tasks["sub"].status == "pending" and graph.tasks["after"].status == "pending"
+    assert max(t.output or 0 for t in inner.tasks.values()) == 4
+    assert graph.run(registry) == 6  # resumes where it stopped, repeating nothing
+    assert graph.last_run.calls["tick"] == 2
+
+
 def test_timeout_bounds_a_growing_graph():
     async def slow_tick(ctx, previous=None):
         await asyncio.sleep(0.05)
