@@ -29,6 +29,7 @@ from .registry import Registry, lookup
 from .tasks import LLMTask, PythonTask, Task, TaskError, TaskGraphTask
 
 if TYPE_CHECKING:
+    from .backends import ExecutionBackend
     from .graph import TaskGraph
     from .llm.cache import ResponseStore
 
@@ -55,7 +56,8 @@ class RunOptions:
     max_concurrency: int = 16
     """LLM calls in flight at once."""
     max_tasks: int | None = None
-    """Start no new task after this many have executed (memoized ones do not count)."""
+    """Start no new task after this many have executed (memoized ones and sub-graph tasks themselves
+    do not count; the tasks inside a sub-graph do)."""
     timeout: float | None = None
     """Start no new task after this many seconds; running ones finish."""
     break_before: Collection[str] = ()
@@ -66,6 +68,8 @@ class RunOptions:
     """Called on the loop thread for every :class:`RunEvent`."""
     max_workers: int = 32
     """Threads for plain (non-async) registry functions, so they do not block LLM calls."""
+    backend: ExecutionBackend | None = None
+    """Where PythonTasks run, e.g. ``DaskBackend(client)``; None: in this process. LLM calls stay here."""
     cache: ResponseStore | str | os.PathLike[str] | None = None
     """Persistent response cache (a directory path or a store): replies are looked up there by call
     fingerprint before calling the LLM and stored after, so a fresh process pays for no call twice."""
@@ -111,6 +115,8 @@ class _Shared:
         self.semaphore = asyncio.Semaphore(options.max_concurrency)
         self.executor: ThreadPoolExecutor | None = None
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout
+        self.started = 0
+        """Tasks that executed, sub-graph tasks counted by their inner tasks: what ``max_tasks`` bounds."""
         self.is_async: dict[Callable[..., Any], bool] = {}
         self.listeners: list[Callable[[RunEvent], None]] = [] if options.on_event is None else [options.on_event]
         """Everything watching this run (the user's ``on_event``, progress bars, widgets)."""
@@ -130,7 +136,7 @@ class _Shared:
         """False once a bound is reached; records why in ``report.stopped``."""
         report, opts = self.report, self.options
         if report.stopped is None:
-            if opts.max_tasks is not None and len(report.executed) >= opts.max_tasks:
+            if opts.max_tasks is not None and self.started >= opts.max_tasks:
                 report.stopped = "max_tasks"
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 report.stopped = "timeout"
@@ -266,6 +272,8 @@ class Run:
                 self.ready.popleft()
                 self.shared.report.executed.append(self.prefix + tid)
                 self.launched += 1
+                if not isinstance(task, TaskGraphTask):  # else a step could never enter a sub-graph
+                    self.shared.started += 1
                 self.children_seen[tid] = []
                 # `running` holds the only reference the loop needs until the task finishes.
                 self.running[tid] = self.loop.create_task(self._execute(task, start))
@@ -447,8 +455,12 @@ class Run:
         ctx = TaskContext(self.graph, task, self, stage)
         self.shared.report.calls[fn_name] += 1
         task.record.fingerprints.pop(stage, None)
+        backend = self.shared.options.backend
         try:
-            result = await self.shared.call(fn, ctx, *args, **kwargs)
+            if backend is not None and stage == "run" and backend.handles(fn_name):
+                result = await backend.run(fn_name, fn, ctx, list(args), kwargs)
+            else:
+                result = await self.shared.call(fn, ctx, *args, **kwargs)
             check_json(result, f"`{fn_name}` ({stage} of task `{task.id}`)", "prompt" if stage == "format" else "output")
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
