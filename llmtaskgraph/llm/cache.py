@@ -54,8 +54,9 @@ class ResponseCache:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The stored reply for ``key``, or None. An unreadable entry counts as missing (and is re-written)."""
+        path = self._file(key)
         try:
-            with open(self._file(key), encoding="utf-8") as f:
+            with open(path, encoding="utf-8") as f:
                 entry = json.load(f)
         except (OSError, ValueError):
             return None

@@ -1,0 +1,192 @@
+"""The persistent response cache: no repeated paid calls across fresh processes, safe concurrent writers."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_messages_api import FakeMessagesAPI
+
+from llmtaskgraph import LLMTask, PythonTask, ResponseCache, TaskGraph, TaskGraphTask
+from llmtaskgraph.fingerprint import digest
+from llmtaskgraph.llm import AnthropicLLM
+
+REGISTRY: dict[str, Callable[..., Any]] = {
+    "topic": lambda ctx, i: f"topic {i}",
+    "ask": lambda ctx, topic: f"tell me about {topic}",
+    "keep": lambda ctx, text: text,
+    "sub_in": lambda ctx: "sub",
+}
+
+
+def notebook(n: int = 4) -> TaskGraph:
+    """What a notebook builds from scratch each time it is re-run: a fresh graph with no trace."""
+    graph = TaskGraph()
+    for i in range(n):
+        topic = graph.add_task(PythonTask("topic", id=f"t{i}", inputs={"i": i}))
+        graph.add_task(LLMTask("ask", "keep", topic, id=f"q{i}"))
+    return graph
+
+
+def test_rerunning_from_scratch_makes_no_repeated_calls(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
+) -> None:
+    cache_dir = tmp_path / "llm_cache"
+    first = notebook()
+    first.run(REGISTRY, llm=make_llm(), cache=cache_dir)
+    assert fake_api.count == 4 and first.last_run is not None and first.last_run.llm_cache_hits == 0
+    assert len(ResponseCache(cache_dir)) == 4
+
+    second = notebook()  # a fresh kernel: new graph, new backend object
+    out = second.run(REGISTRY, llm=make_llm(), cache=str(cache_dir))
+    assert fake_api.count == 4  # nothing paid twice
+    report = second.last_run
+    assert report is not None and report.llm_cache_hits == 4 and report.llm_calls == 0
+    assert out == first.output
+    for tid in ("q0", "q3"):
+        a, b = first.tasks[tid].response, second.tasks[tid].response
+        assert a is not None and b is not None and b == {**a, "cached": True}
+    assert second.usage().cached == 4 and second.usage().calls == 4
+
+
+def test_cache_key_is_the_call_fingerprint(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
+) -> None:
+    notebook(2).run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert fake_api.count == 2
+
+    resampled = notebook(2)
+    resampled.run(REGISTRY, llm=make_llm(), cache=tmp_path, resample=["q1"])
+    assert fake_api.count == 3  # a fresh sample is a new key
+
+    other_model = notebook(2)
+    other_model.run(REGISTRY, llm=make_llm(model="claude-haiku-4-5"), cache=tmp_path)
+    assert fake_api.count == 5  # another backend kind is a new key
+
+    edited = notebook(2)
+    task = edited.tasks["q0"]
+    assert isinstance(task, LLMTask)
+    task.params = {"temperature": 0.0}
+    edited.run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert fake_api.count == 6  # a changed request is a new key; q1 still comes from the cache
+    assert edited.last_run is not None and edited.last_run.llm_cache_hits == 1
+
+
+def test_cache_covers_subgraphs_and_entries_are_readable(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
+) -> None:
+    def build() -> TaskGraph:
+        sub = TaskGraph()
+        sub.add_task(LLMTask("ask", "keep", sub.add_task(PythonTask("topic", inputs={"i": 9}))))
+        graph = TaskGraph()
+        graph.add_task(TaskGraphTask(sub, "sub_in"))
+        return graph
+
+    build().run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    build().run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert fake_api.count == 1
+    (entry_file,) = tmp_path.glob("??/*.json")
+    entry = json.loads(entry_file.read_text())
+    assert entry["request"]["messages"] == [{"role": "user", "content": "tell me about topic 9"}]
+    assert entry["response"]["text"] == "echo: tell me about topic 9"
+
+
+def test_unreadable_entry_is_a_miss_and_is_rewritten(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    key = digest("k")
+    cache.put(key, {"text": "hello"})
+    assert cache.get(key) == {"text": "hello"} and key in cache
+    path = next(tmp_path.glob("??/*.json"))
+    path.write_text('{"format": "llmtaskgraph-cache/1", "respo')
+    assert cache.get(key) is None and key not in cache
+    cache.put(key, {"text": "again"})
+    assert cache.get(key) == {"text": "again"}
+
+
+def test_key_must_be_a_fingerprint(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="hex fingerprint"):
+        ResponseCache(tmp_path).get("../../etc/passwd")
+
+
+# -- concurrent writers ---------------------------------------------------------------------------
+KEYS = [digest(i) for i in range(40)]
+
+
+def _write_all(path: str, writer: int) -> None:
+    cache = ResponseCache(path)
+    for round_ in range(5):
+        for i, key in enumerate(KEYS):
+            cache.put(key, {"text": f"reply {i} " + "x" * 2000, "writer": writer, "round": round_})
+
+
+def _check_complete(path: Path, writers: int) -> None:
+    cache = ResponseCache(path)
+    assert sorted(cache.keys()) == sorted(KEYS)
+    for i, key in enumerate(KEYS):
+        entry = cache.get(key)
+        assert entry is not None and entry["text"] == f"reply {i} " + "x" * 2000 and entry["writer"] in range(writers)
+    assert not list(path.glob("??/*.tmp"))  # no temporary files left behind
+
+
+def test_concurrent_writer_threads_never_tear_an_entry(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    seen_torn: list[str] = []
+
+    def reader() -> None:
+        cache = ResponseCache(tmp_path)
+        for _ in range(200):
+            for key in KEYS[:5]:
+                entry = cache.get(key)  # either absent or whole, never half-written
+                if entry is not None and not entry["text"].endswith("x" * 2000):
+                    seen_torn.append(key)
+
+    def guarded(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        return run
+
+    threads = [threading.Thread(target=guarded(lambda w=w: _write_all(str(tmp_path), w))) for w in range(6)]
+    threads.append(threading.Thread(target=guarded(reader)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and seen_torn == []
+    _check_complete(tmp_path, 6)
+
+
+def test_concurrent_writer_processes(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")  # fork would copy the test runner's threads
+    procs = [ctx.Process(target=_write_all, args=(str(tmp_path), w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    _check_complete(tmp_path, 3)
+
+
+def test_two_graphs_sharing_a_cache_at_once(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
+) -> None:
+    fake_api.latency = 0.05
+    graphs = [notebook(10), notebook(10)]
+    threads = [threading.Thread(target=g.run, args=(REGISTRY,), kwargs={"llm": make_llm(), "cache": tmp_path}) for g in graphs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(g.last_run is not None and g.last_run.failed == [] for g in graphs)
+    assert fake_api.count <= 20 and len(ResponseCache(tmp_path)) == 10
+    later = notebook(10)
+    later.run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert later.last_run is not None and later.last_run.llm_cache_hits == 10
