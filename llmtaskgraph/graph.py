@@ -271,12 +271,16 @@ class TaskGraph:
         return self.output
 
     def step(self, registry: Registry, **options: Any) -> Task | None:
-        """Execute the next ready task (memoized ones are passed through) and return it, or None when finished."""
+        """Execute the next ready task (memoized ones are passed through) and return it, or None when finished.
+
+        Inside a sub-graph the step executes one inner task and returns that one (its path is
+        ``graph.last_run.executed[-1]``).
+        """
         self.run(registry, max_tasks=1, **options)
         report = self.last_run
         if report is None or not report.executed:
             return None
-        return self.find(report.executed[0])
+        return self.find(report.executed[-1])
 
     def find(self, path: str) -> Task:
         """The task at ``path`` (``outer > inner`` for tasks inside sub-graphs)."""

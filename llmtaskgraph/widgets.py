@@ -196,9 +196,10 @@ class GraphEditor:
     def step(self) -> None:
         """Run the next ready task that needs running, then show it."""
         task = self._run(lambda opts: self.graph.step(self.registry, **opts), "stepped")
-        if isinstance(task, Task) and self.graph.tasks.get(str(task.id)) is task:
-            self.select(str(task.id))
-        elif task is None and self.graph.last_run is not None and not self.graph.last_run.failed:
+        report = self.graph.last_run
+        if task is not None and report is not None and report.executed:
+            self.select(report.executed[-1])  # a path: the step may have run a task inside a sub-graph
+        elif task is None and report is not None and not report.failed:
             self._say("nothing left to run: every task is done")
 
     def _run(self, action: Callable[[dict[str, Any]], Any], verb: str) -> Any:

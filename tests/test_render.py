@@ -176,7 +176,7 @@ def test_without_the_dot_program_the_graph_renders_as_a_table_that_says_how_to_i
 
 
 def test_fallback_table_escapes_and_caps_too(monkeypatch, tmp_path):
-    graph, registry = chain_graph(300)
+    graph, _registry = chain_graph(300)
     graph.add_task(PythonTask("inc", "t299", id=HOSTILE))
     monkeypatch.setenv("PATH", str(tmp_path))
     html_text = graph_html(graph)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from jupyter_helpers import planner_graph
 
 from llmtaskgraph import PythonTask, TaskGraph
+from llmtaskgraph.render import STATUS_COLOURS
 
 
 def test_editing_a_running_task_is_refused_with_a_message():
@@ -24,3 +26,160 @@ def test_editing_a_running_task_is_refused_with_a_message():
     ]
     graph.tasks["slow"].edit(output="edited")  # once finished, the same edit is accepted
     assert graph.tasks["slow"].output == "edited"
+
+
+# -- the editor, driven like a person would -----------------------------------------------------------
+
+def _ran_graph():
+    graph, registry, llm = planner_graph()
+    graph.run(registry, llm=llm, progress=False)
+    registry.take()
+    return graph, registry, llm
+
+
+def test_picker_lists_every_task_with_its_status_including_sub_graph_tasks():
+    graph, registry, llm = planner_graph()
+    editor = graph.editor(registry, llm=llm)
+    assert [label for label, _ in editor.picker.options] == [
+        "plan · pending", "spawn · pending", "subgraph · pending", "subgraph > double · pending",
+        "subgraph > inc · pending", "report · pending",
+    ]
+    editor.select("subgraph > inc")
+    assert editor.task is graph.find("subgraph > inc")
+    assert editor.fields["prompt"].disabled and not editor.fields["output"].disabled
+
+
+def test_invalid_json_in_the_output_field_shows_an_error_and_changes_nothing():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.select("plan")
+    before = (graph.to_json(), editor.view.value)
+    editor.fields["output"].value = "[1, 2,"
+    editor.apply_button.click()
+    assert "the output of task `plan` is not valid JSON" in editor.message.value
+    assert "nothing was changed" in editor.message.value and "#c62828" in editor.message.value
+    assert (graph.to_json(), editor.view.value) == before
+
+
+def test_apply_an_output_edit_then_replay_reruns_exactly_the_descendants():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.select("plan")
+    assert editor.fields["output"].value == '[\n  "a",\n  "b",\n  "c"\n]'
+    drawn_before = editor.view.value
+    editor.fields["output"].value = '["a", "z"]'
+    editor.apply_button.click()
+    assert graph.tasks["plan"].output == ["a", "z"]
+    # the children of `spawn` stay as they are: `spawn` decides on replay which ones it still adds
+    assert [tid for tid, t in graph.tasks.items() if t.status == "pending"] == ["spawn", "subgraph", "report"]
+    assert editor.view.value != drawn_before  # the drawing shows the stale tasks at once
+    editor.replay_button.click()
+    assert graph.output == "2 steps, size 5"
+    assert registry.take() == {"spawn": 1, "work": 1, "sub_in": 1, "double": 1, "inc": 1, "report": 1}
+    assert llm.calls == 1  # only the first run called the LLM
+    assert "spawn/z" in graph.tasks and "spawn/c" not in graph.tasks
+    assert "replayed: " in editor.message.value
+    assert f'fill="{STATUS_COLOURS["pending"]}"' not in editor.view.value
+
+
+def test_a_reply_edit_reparses_without_calling_the_llm_and_a_prompt_edit_calls_it_once():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.select("plan")
+    editor.fields["reply"].value = '["only"]'
+    editor.apply_button.click()
+    editor.replay_button.click()
+    assert (llm.calls, graph.tasks["plan"].output, graph.output) == (1, ["only"], "1 steps, size 3")
+    assert registry.take()["plan_parse"] == 1
+    editor.fields["prompt"].value = "Plan steps about dogs, please"
+    editor.apply_button.click()
+    editor.replay_button.click()
+    assert llm.calls == 2 and graph.tasks["plan"].prompt == "Plan steps about dogs, please"
+    assert graph.output == "3 steps, size 7"
+    assert "plan_prompt" not in registry.take()  # the edited prompt is kept, not re-formatted
+
+
+def test_changing_two_fields_at_once_is_refused():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.select("plan")
+    editor.fields["reply"].value = '["x"]'
+    editor.fields["output"].value = '["y"]'
+    before = graph.to_json()
+    editor.apply_button.click()
+    assert "change one field at a time (changed: reply, output)" in editor.message.value
+    assert graph.to_json() == before
+
+
+def test_step_runs_one_task_per_click_and_shows_it():
+    graph, registry, llm = planner_graph()
+    editor = graph.editor(registry, llm=llm)
+    stepped = []
+    for _ in range(12):
+        editor.step_button.click()
+        if "nothing left to run" in editor.message.value:
+            break
+        stepped.append(editor.picker.value)
+        assert len([p for p in graph.last_run.executed if p != "subgraph"]) == 1
+    # one task per step, into the sub-graph too (its inner tasks are steps of their own)
+    assert stepped == ["plan", "spawn", "spawn/a", "spawn/b", "spawn/c", "subgraph > double", "subgraph > inc", "report"]
+    assert all(t.status == "done" for t in graph.tasks.values())
+    assert "last run: 0 executed" in editor.status.value
+
+
+def test_status_and_drawing_update_live_during_a_run_and_a_running_task_cannot_be_edited():
+    graph, registry, llm = planner_graph()
+    statuses: list[str] = []
+    drawings: list[str] = []
+    refusals: list[str] = []
+
+    def during_run(event):
+        if event.kind == "task_started" and event.path == "spawn":
+            editor.select("spawn")
+            editor.fields["output"].value = "5"
+            editor.apply()
+            refusals.append(editor.message.value)
+
+    editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=during_run)
+    editor.status.observe(lambda change: statuses.append(change["new"]), names="value")
+    editor.view.observe(lambda change: drawings.append(change["new"]), names="value")
+    editor.replay_button.click()
+    assert any(s.startswith("running: ") for s in statuses)
+    assert len(drawings) > 3 and any(f'fill="{STATUS_COLOURS["running"]}"' in d for d in drawings)
+    assert "task `spawn` is running: wait for the run to finish" in refusals[0]
+    assert graph.tasks["spawn"].output == 3
+
+
+def test_breakpoints_stop_a_run_and_a_later_run_continues():
+    graph, registry, llm = planner_graph()
+    graph.run(registry, llm=llm, break_before=["subgraph"], progress=False)
+    assert graph.last_run.stopped == "break_before:subgraph"
+    assert graph.tasks["subgraph"].status == "pending" and graph.tasks["plan"].status == "done"
+    graph.run(registry, llm=llm, break_after=["spawn"], progress=False)
+    assert graph.last_run.stopped == "break_after:spawn"
+    assert graph.run(registry, llm=llm, progress=False) == "3 steps, size 7"
+    # nothing ran twice across the three runs (`work` runs once for each of the 3 steps)
+    assert registry.take() == {name: 3 if name == "work" else 1 for name in registry}
+    assert llm.calls == 1
+
+
+def test_run_errors_are_shown_in_the_editor():
+    graph, registry, llm = planner_graph()
+    editor = graph.editor({k: v for k, v in registry.items() if k != "inc"}, llm=llm)
+    editor.replay_button.click()
+    assert "MissingFunctionError" in editor.message.value and "`inc`" in editor.message.value
+    registry.add("report", lambda ctx, n, size: 1 / 0)
+    editor = graph.editor(registry, llm=llm)
+    editor.replay_button.click()
+    assert "`report`: ZeroDivisionError in run: division by zero" in editor.message.value
+    assert not editor.replay_button.disabled
+
+
+def test_graph_step_goes_into_sub_graphs_one_inner_task_at_a_time():
+    graph, registry, llm = planner_graph()
+    steps = []
+    while (task := graph.step(registry, llm=llm)) is not None:
+        steps.append(task.id)
+    assert steps == ["plan", "spawn", "spawn/a", "spawn/b", "spawn/c", "double", "inc", "report"]
+    assert graph.find("subgraph > inc") is graph.tasks["subgraph"].subgraph.tasks["inc"]
+    assert graph.output == "3 steps, size 7"
