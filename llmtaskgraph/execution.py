@@ -70,6 +70,12 @@ class RunOptions:
     """Threads for plain (non-async) registry functions, so they do not block LLM calls."""
     backend: ExecutionBackend | None = None
     """Where PythonTasks run, e.g. ``DaskBackend(client)``; None: in this process. LLM calls stay here."""
+    checkpoint: str | os.PathLike[str] | None = None
+    """File the trace is saved to (atomically) while the run goes on and when it ends; see :mod:`.checkpoint`."""
+    checkpoint_every: int | None = None
+    """Save after this many tasks finished since the last save."""
+    checkpoint_seconds: float | None = None
+    """Save when this many seconds passed since the last save (checked as tasks finish)."""
     cache: ResponseStore | str | os.PathLike[str] | None = None
     """Persistent response cache (a directory path or a store): replies are looked up there by call
     fingerprint before calling the LLM and stored after, so a fresh process pays for no call twice."""

@@ -11,13 +11,13 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._sync import run_sync
 from .errors import GraphValidationError, TaskGraphError
-from .execution import Run, RunOptions, RunReport, _Shared
+from .execution import Run, RunEvent, RunOptions, RunReport, _Shared
 from .registry import Registry, check_registry, lookup
 from .tasks import LLMTask, Task, TaskGraphTask
 
@@ -252,8 +252,10 @@ class TaskGraph:
         if resample:
             self.resample(None if resample is True else resample)
         shared = _Shared(registry, RunOptions(llm=llm or default_llm(), **options))
+        from .checkpoint import attach_checkpoint
         from .progress import attach_progress
 
+        finish_checkpoint = attach_checkpoint(self, shared)
         detach = attach_progress(self, shared, progress)
         self._active = shared
         run = Run(self, shared)
@@ -264,11 +266,18 @@ class TaskGraph:
             shared.report.finished_at = time.time()
             self.last_run = shared.report
             detach()
+            finish_checkpoint()
             if shared.executor is not None:
                 shared.executor.shutdown(wait=False)
         if shared.report.failed:
             raise TaskGraphError(shared.report.failed)
         return self.output
+
+    def events(self, registry: Registry, **options: Any) -> AsyncIterator[RunEvent]:
+        """Run (as :meth:`arun` does) while yielding its events: ``async for event in graph.events(registry)``."""
+        from .streaming import stream_events
+
+        return stream_events(self, registry, **options)
 
     def step(self, registry: Registry, **options: Any) -> Task | None:
         """Execute the next ready task (memoized ones are passed through) and return it, or None when finished.

@@ -1,0 +1,39 @@
+"""Run events as an async iterator: ``async for event in graph.events(registry): ...``.
+
+The run goes on in a background asyncio task while the caller consumes its events; a slow consumer
+never slows the run (events queue up). Leaving the loop early cancels the run: completed outputs
+stay in the trace, so running again resumes without repeating them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .execution import RunEvent
+    from .graph import TaskGraph
+    from .registry import Registry
+
+
+async def stream_events(graph: TaskGraph, registry: Registry, **options: Any) -> AsyncIterator[RunEvent]:
+    """Yield every :class:`RunEvent` of a run of ``graph``; raise its ``TaskGraphError`` at the end."""
+    queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+    also = options.pop("on_event", None)
+
+    def put(event: RunEvent) -> None:
+        queue.put_nowait(event)
+        if also is not None:
+            also(event)
+
+    runner = asyncio.ensure_future(graph.arun(registry, on_event=put, **options))
+    runner.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+        runner.result()  # the run's own error, if any, once every event was delivered
+    finally:
+        if not runner.done():
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)

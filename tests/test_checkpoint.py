@@ -1,0 +1,151 @@
+"""Checkpointing: periodic atomic saves during a run, and resuming after the process is killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmtaskgraph import OfflineLLM, PythonTask, TaskGraph, TaskGraphError
+
+
+def chain(n: int, fn: str = "peek") -> TaskGraph:
+    graph = TaskGraph()
+    prev = None
+    for i in range(n):
+        prev = graph.add_task(PythonTask(fn, *([prev] if prev else []), id=f"t{i}"))
+    return graph
+
+
+def done_in(path: Path) -> list[str]:
+    return [t["id"] for t in json.loads(path.read_text())["tasks"] if t["status"] == "done"]
+
+
+@pytest.mark.parametrize("every", [2, 3])
+def test_saves_every_n_finished_tasks(tmp_path: Path, every: int) -> None:
+    path = tmp_path / "trace.json"
+    seen: dict[str, list[str]] = {}
+
+    def peek(ctx: Any, *deps: Any) -> int:
+        # What a process killed right now would leave behind.
+        seen[str(ctx.task.id)] = done_in(path) if path.exists() else []
+        return len(seen)
+
+    chain(7).run({"peek": peek}, llm=OfflineLLM(), checkpoint=path, checkpoint_every=every, progress=False)
+    for i in range(7):
+        saved_after = i - i % every  # tasks finished at the last save before t{i} started
+        assert seen[f"t{i}"] == [f"t{j}" for j in range(saved_after)], f"t{i}"
+    assert done_in(path) == [f"t{i}" for i in range(7)]  # the final save at the end of the run
+
+
+def test_saves_after_an_interval(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    seen: dict[str, list[str]] = {}
+
+    def peek(ctx: Any, *deps: Any) -> None:
+        seen[str(ctx.task.id)] = done_in(path) if path.exists() else []
+        time.sleep(0.12)
+
+    chain(4).run({"peek": peek}, llm=OfflineLLM(), checkpoint=path, checkpoint_seconds=0.2, progress=False)
+    # t0 and t1 take 0.24 s together, so the first save comes after t1 (not after t0).
+    assert seen == {"t0": [], "t1": [], "t2": ["t0", "t1"], "t3": ["t0", "t1"]}
+
+
+def test_a_failed_or_stopped_run_still_leaves_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+
+    def peek(ctx: Any, *deps: Any) -> None:
+        if ctx.task.id == "t2":
+            raise RuntimeError("no")
+
+    with pytest.raises(TaskGraphError):
+        chain(4).run({"peek": peek}, llm=OfflineLLM(), checkpoint=path, checkpoint_every=100, progress=False)
+    statuses = {t["id"]: t["status"] for t in json.loads(path.read_text())["tasks"]}
+    assert statuses == {"t0": "done", "t1": "done", "t2": "failed", "t3": "blocked"}
+
+    chain(4).run({"peek": lambda ctx, *d: None}, llm=OfflineLLM(), checkpoint=path, max_tasks=1, progress=False)
+    assert done_in(path) == ["t0"]
+
+
+def test_interval_options_need_a_checkpoint_file() -> None:
+    with pytest.raises(ValueError, match="need `checkpoint=`"):
+        chain(1).run({"peek": lambda ctx: None}, llm=OfflineLLM(), checkpoint_every=5, progress=False)
+    with pytest.raises(ValueError, match="`checkpoint_every` must be"):
+        chain(1).run({"peek": lambda ctx: None}, llm=OfflineLLM(), checkpoint="x.json", checkpoint_every=0, progress=False)
+
+
+GROWING = textwrap.dedent('''
+    """A graph that grows for ever: each `step` adds the next step and a `leaf`, and logs its id."""
+    import sys, time
+    from pathlib import Path
+    from llmtaskgraph import OfflineLLM, PythonTask, TaskGraph
+
+    checkpoint, log, max_tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]) or None
+
+    def logged(ctx):
+        with open(log, "a") as f:
+            f.write(f"{ctx.task.id}\\n")
+        time.sleep(0.01)
+
+    def step(ctx):
+        logged(ctx)
+        k = int(str(ctx.task.id)[4:])
+        ctx.add_task(PythonTask("step", id=f"step{k + 1}"))
+        ctx.add_task(PythonTask("leaf", id=f"leaf{k}"))
+        return k
+
+    def leaf(ctx):
+        logged(ctx)
+        return "leaf"
+
+    if checkpoint.exists():
+        graph = TaskGraph.load(checkpoint)
+    else:
+        graph = TaskGraph()
+        graph.add_task(PythonTask("step", id="step0"))
+    graph.run({"step": step, "leaf": leaf}, llm=OfflineLLM(), checkpoint=checkpoint, checkpoint_every=1,
+              max_tasks=max_tasks, progress=False)
+''')
+
+
+def test_a_killed_process_resumes_from_its_checkpoint_without_repeating_completed_tasks(tmp_path: Path) -> None:
+    script = tmp_path / "grow.py"
+    script.write_text(GROWING)
+    path, first_log, second_log = tmp_path / "trace.json", tmp_path / "first.log", tmp_path / "second.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(path), str(first_log), "0"])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if len(done_in(path)) >= 30:
+                    break
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass  # not written yet; a partly written checkpoint would fail the asserts below instead
+            time.sleep(0.02)
+        assert proc.poll() is None, "the growing graph should run until it is killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    completed = set(done_in(path))  # valid JSON, or json.loads raises here
+    assert len(completed) >= 30
+    assert completed <= set(first_log.read_text().split())
+    TaskGraph.load(path)  # and a valid trace
+
+    result = subprocess.run([sys.executable, str(script), str(path), str(second_log), "20"], timeout=60,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    rerun = second_log.read_text().split()
+    assert len(rerun) == 20
+    assert not completed & set(rerun), f"completed tasks ran again: {sorted(completed & set(rerun))}"
+    assert len(done_in(path)) >= len(completed) + 19  # the resumed run went on growing the same trace
