@@ -1,8 +1,13 @@
 """Run events as an async iterator: ``async for event in graph.events(registry): ...``.
 
 The run goes on in a background asyncio task while the caller consumes its events; a slow consumer
-never slows the run (events queue up). Leaving the loop early cancels the run: completed outputs
-stay in the trace, so running again resumes without repeating them.
+never slows the run (events queue up). Closing the iterator early cancels the run: completed outputs
+stay in the trace, so running again resumes without repeating them. Python closes an async
+generator left by ``break`` only when it is collected, so to stop at once write::
+
+    async with contextlib.aclosing(graph.events(registry)) as events:
+        async for event in events:
+            ...
 """
 
 from __future__ import annotations

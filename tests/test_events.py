@@ -1,0 +1,79 @@
+"""Streaming run events: ``async for event in graph.events(registry)``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from contextlib import aclosing
+from typing import Any
+
+import pytest
+
+from llmtaskgraph import OfflineLLM, PythonTask, RunEvent, TaskGraph, TaskGraphError
+
+
+def chain(n: int) -> TaskGraph:
+    graph = TaskGraph()
+    prev = None
+    for i in range(n):
+        prev = graph.add_task(PythonTask("work", *([prev] if prev else []), id=f"t{i}"))
+    return graph
+
+
+async def test_events_arrive_while_the_run_goes_on() -> None:
+    graph = chain(3)
+    calls: Counter[str] = Counter()
+
+    async def work(ctx: Any, *deps: Any) -> str:
+        calls[str(ctx.task.id)] += 1
+        await asyncio.sleep(0.02)
+        return str(ctx.task.id)
+
+    seen = []
+    async for event in graph.events({"work": work}, llm=OfflineLLM(), progress=False):
+        seen.append((event.kind, event.path))
+        if (event.kind, event.path) == ("task_finished", "t0"):
+            assert graph.tasks["t2"].status == "pending", "events should stream, not arrive after the run"
+    started_finished = [s for s in seen if s[0] in ("task_started", "task_finished")]
+    assert started_finished == [(k, f"t{i}") for i in range(3) for k in ("task_started", "task_finished")]
+    assert {p for k, p in seen if k == "task_added"} == {"t0", "t1", "t2"}
+    assert graph.output == "t2" and calls == Counter({"t0": 1, "t1": 1, "t2": 1})
+
+
+async def test_on_event_still_receives_every_event() -> None:
+    also: list[RunEvent] = []
+    streamed = [e async for e in chain(2).events({"work": lambda ctx, *d: 1}, llm=OfflineLLM(), on_event=also.append,
+                                                   progress=False)]
+    assert streamed == also and len(streamed) >= 6
+
+
+async def test_a_failure_is_raised_after_its_events() -> None:
+    def work(ctx: Any, *deps: Any) -> None:
+        if ctx.task.id == "t1":
+            raise ValueError("bad")
+
+    kinds = []
+    with pytest.raises(TaskGraphError, match="t1"):
+        async for event in chain(3).events({"work": work}, llm=OfflineLLM(), progress=False):
+            kinds.append((event.kind, event.path))
+    assert ("task_failed", "t1") in kinds and ("task_blocked", "t2") in kinds
+
+
+async def test_leaving_the_loop_stops_the_run_and_keeps_completed_work() -> None:
+    graph = chain(5)
+    calls: Counter[str] = Counter()
+
+    async def work(ctx: Any, *deps: Any) -> int:
+        calls[str(ctx.task.id)] += 1
+        await asyncio.sleep(0.01)
+        return len(deps)
+
+    # aclosing: an async generator left by `break` is only closed when collected; this closes it now.
+    async with aclosing(graph.events({"work": work}, llm=OfflineLLM(), progress=False)) as events:
+        async for event in events:
+            if (event.kind, event.path) == ("task_finished", "t1"):
+                break
+    assert [t.status for t in graph.tasks.values()] == ["done", "done", "pending", "pending", "pending"]
+    await graph.arun({"work": work}, llm=OfflineLLM(), progress=False)
+    assert calls["t0"] == calls["t1"] == 1  # completed work is kept; t2 may have started before the break
+    assert all(t.status == "done" for t in graph.tasks.values())
