@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -325,7 +326,9 @@ def test_sample_number_is_part_of_the_call_fingerprint(fake_api: FakeMessagesAPI
 
 
 # -- the key never leaks -----------------------------------------------------------------------------------
-def test_api_key_never_appears_in_trace_errors_reprs_or_rendering(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
+def test_api_key_never_appears_in_trace_errors_reprs_or_rendering(
+    fake_api: FakeMessagesAPI, make_llm: MakeLLM, tmp_path: Path
+) -> None:
     sub = TaskGraph()
     sub.add_task(LLMTask("ask", "keep", params={"max_tokens": 7}, id="inner"))
     graph = TaskGraph(graph_input="x")
@@ -335,9 +338,10 @@ def test_api_key_never_appears_in_trace_errors_reprs_or_rendering(fake_api: Fake
     # the inner task is rate limited on every attempt: it retries once, then fails
     fake_api.fault_fn = lambda n, body: Fault.rate_limit(0.01) if body.get("max_tokens") == 7 else None
     llm = make_llm(max_retries=1)
-    error = run_failing(graph, llm)
+    error = run_failing(graph, llm, cache=tmp_path / "cache")
 
-    seen: list[str] = [str(error), repr(error), repr(llm), str(vars(llm).get("kind")), repr(graph), json.dumps(graph.to_json())]
+    seen: list[str] = [str(error), repr(error), repr(llm), llm.kind, repr(graph), json.dumps(graph.to_json())]
+    seen += [p.read_text() for p in (tmp_path / "cache").glob("*/*.json")]
     for g in (graph, sub):
         seen.append(json.dumps(g._repr_mimebundle_()))
         for task in g.tasks.values():

@@ -24,6 +24,7 @@ from .base import LLMResponse
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import AsyncGenerator
 
     from anthropic import AsyncAnthropic
     from anthropic._middleware import AsyncCallNext
@@ -101,8 +102,11 @@ class AnthropicLLM:
         self.max_retries = max_retries
         self._client_options = client_options
         # One client per event loop: its connection pool belongs to the loop that opened it, and
-        # ``graph.run`` starts a fresh loop each time.
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncAnthropic] = weakref.WeakKeyDictionary()
+        # ``graph.run`` starts a fresh loop each time. The async generator closes the client while
+        # its loop shuts down (``asyncio.run`` finalizes live async generators before closing).
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncAnthropic, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
 
     @property
     def model(self) -> str:
@@ -118,21 +122,23 @@ class AnthropicLLM:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
         return f"AnthropicLLM(model={self.model!r}, max_tokens={self.max_tokens}{where})"
 
-    def client(self) -> AsyncAnthropic:
-        """The SDK client for the running event loop (created on first use)."""
+    async def client(self) -> AsyncAnthropic:
+        """The SDK client for the running event loop (created on first use, closed with the loop)."""
         import asyncio
 
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
+        entry = self._clients.get(loop)
+        if entry is None:
             from anthropic import AsyncAnthropic
 
             client = AsyncAnthropic(
                 api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=self.max_retries,
                 middleware=[_count_attempts], **self._client_options,
             )
-            self._clients[loop] = client
-        return client
+            closer = _close_at_shutdown(client)
+            await closer.__anext__()
+            entry = self._clients[loop] = (client, closer)
+        return entry[0]
 
     async def complete(self, request: dict[str, Any]) -> LLMResponse:
         """Send one Messages API request; raise :class:`LLMCallError` if it fails for good."""
@@ -142,7 +148,7 @@ class AnthropicLLM:
         known = _create_params()
         kwargs = {k: v for k, v in body.items() if k in known}
         extra = {k: v for k, v in body.items() if k not in known}
-        client = self.client()
+        client = await self.client()
         attempts = _Attempts()
         token = _current.set(attempts)
         start = time.monotonic()
@@ -195,6 +201,15 @@ class AnthropicLLM:
                 error_type="malformed_reply", retries=retries, request_id=attempts.request_id,
             )
         return exc
+
+
+async def _close_at_shutdown(client: AsyncAnthropic) -> AsyncGenerator[None, None]:
+    """Suspended until the loop shuts down, then closes ``client``'s connections on that loop;
+    left to the garbage collector they would be closed on a closed loop, which logs errors."""
+    try:
+        yield
+    finally:
+        await client.close()
 
 
 def _body_field(body: object, name: str) -> str | None:
