@@ -87,7 +87,14 @@ class GraphEditor:
         self.refresh()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        # The widget's own text form spells out every child's value (the whole SVG): keep it short.
+        if isinstance(bundle, dict) and "text/plain" in bundle:
+            bundle["text/plain"] = f"GraphEditor({self.graph!r})"
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"GraphEditor({self.graph!r})"
 
     # -- reading the graph ------------------------------------------------------------------------
     @property
