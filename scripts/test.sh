@@ -7,4 +7,7 @@ source scripts/bootstrap.sh dev graphviz,chromium
 echo "[test] ruff"; ruff check llmtaskgraph tests
 echo "[test] mypy"; mypy
 echo "[test] pytest"
-python -m pytest -q -p no:cacheprovider tests "$@"
+# --nbval collects only the .ipynb files under notebooks/ (outputs compared after the sanitizers);
+# .py tests are collected as usual.
+python -m pytest -q -p no:cacheprovider tests notebooks \
+  --nbval --nbval-current-env --nbval-cell-timeout=120 --nbval-sanitize-with notebooks/nbval_sanitize.cfg "$@"
