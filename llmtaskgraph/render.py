@@ -263,7 +263,7 @@ def to_svg(graph: TaskGraph, limits: Limits | None = None) -> str:
 
 # -- HTML -------------------------------------------------------------------------------------------
 _STYLE = (
-    "<style>.ltg pre{white-space:pre-wrap;max-height:24em;overflow:auto;margin:2px 0;padding:4px;"
+    "<style>.ltg{line-height:1.35}.ltg pre{white-space:pre-wrap;max-height:24em;line-height:1.3;overflow:auto;margin:2px 0;padding:4px;"
     "background:#f7f7f7;border:1px solid #ddd}.ltg .ltg-badge{padding:1px 6px;border-radius:3px}"
     ".ltg td,.ltg th{text-align:left;vertical-align:top;padding:1px 8px}.ltg-note{color:#555;font-size:90%}</style>"
 )
