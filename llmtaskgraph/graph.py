@@ -23,8 +23,8 @@ from .tasks import LLMTask, Task, TaskGraphTask
 
 if TYPE_CHECKING:
     from .llm.base import LLMBackend
-    from .widgets import GraphEditor
     from .usage import Usage
+    from .widgets import GraphEditor
 
 T = TypeVar("T", bound=Task)
 _offline_notice_shown = False

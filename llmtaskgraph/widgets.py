@@ -50,11 +50,12 @@ class GraphEditor:
         self.registry = registry
         self.limits = limits
         self.refresh_interval = refresh_interval
-        """Least seconds between redraws of the graph during a run."""
+        """Least seconds between redraws of the graph during a run (more if drawing is slow, see ``_draw``)."""
         self.run_options = run_options
         """Passed to every run the editor starts (``llm=``, ``max_concurrency=``, ...)."""
         self._shown: dict[str, str] = {}
         self._last_draw = 0.0
+        self._draw_cost = 0.0
 
         wide = w.Layout(width="100%")
         self.view = w.HTML(layout=wide)
@@ -122,8 +123,10 @@ class GraphEditor:
         self.status.value = html.escape(self._summary())
 
     def _draw(self) -> None:
+        started = time.monotonic()
         self.view.value = graph_html(self.graph, self.limits)
         self._last_draw = time.monotonic()
+        self._draw_cost = self._last_draw - started
 
     def _summary(self) -> str:
         counts: dict[str, int] = {}
@@ -218,7 +221,8 @@ class GraphEditor:
             if user_listener is not None:
                 user_listener(event)
             self.status.value = "running: " + html.escape(counter.describe())
-            if time.monotonic() - self._last_draw >= self.refresh_interval:
+            # Drawing runs on the run's loop thread: never spend more than ~1/5 of the time on it.
+            if time.monotonic() - self._last_draw >= max(self.refresh_interval, 4 * self._draw_cost):
                 try:
                     self._draw()
                 except RuntimeError:  # a task was added while drawing; the next redraw shows it

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from jupyter_helpers import planner_graph
 
-from llmtaskgraph import PythonTask, TaskGraph
+from llmtaskgraph import PythonTask, ScriptedLLM, TaskGraph
 from llmtaskgraph.render import STATUS_COLOURS
 
 
@@ -140,12 +140,15 @@ def test_status_and_drawing_update_live_during_a_run_and_a_running_task_cannot_b
             editor.apply()
             refusals.append(editor.message.value)
 
-    editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=during_run)
+    # A slow LLM: redraws are spaced by at least 4x the time a drawing takes, so a run must last a little.
+    slow_llm = ScriptedLLM(llm.script, latency=0.3)
+    editor = graph.editor(registry, llm=slow_llm, refresh_interval=0, on_event=during_run)
     editor.status.observe(lambda change: statuses.append(change["new"]), names="value")
     editor.view.observe(lambda change: drawings.append(change["new"]), names="value")
     editor.replay_button.click()
     assert any(s.startswith("running: ") for s in statuses)
-    assert len(drawings) > 3 and any(f'fill="{STATUS_COLOURS["running"]}"' in d for d in drawings)
+    assert any(f'fill="{STATUS_COLOURS["running"]}"' in d for d in drawings[:-1])  # drawn while `plan` ran
+    assert f'fill="{STATUS_COLOURS["running"]}"' not in drawings[-1]
     assert "task `spawn` is running: wait for the run to finish" in refusals[0]
     assert graph.tasks["spawn"].output == 3
 
