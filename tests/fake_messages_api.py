@@ -23,6 +23,9 @@ Faults (see :class:`Fault`)
     ``bad_request`` (400), ``slow`` (replies after a delay), ``drop`` (closes the connection with no
     reply), ``malformed`` (200 with a body that is not JSON), ``empty`` (200 with no content blocks).
 
+Latency
+    ``latency`` is seconds per request, or a function ``(n, body) -> seconds``.
+
 Observations
     ``requests`` (every :class:`Received` request, in arrival order), ``count``, ``in_flight``,
     ``max_in_flight``, ``status_counts``; ``reset()`` clears them between phases of a test.
@@ -53,6 +56,7 @@ KNOWN_FIELDS = frozenset({
 })
 
 Reply = Callable[[dict[str, Any]], "str | dict[str, Any]"]
+Latency = Callable[[int, Any], float]
 
 
 @dataclass(frozen=True)
@@ -194,12 +198,13 @@ def echo_reply(body: dict[str, Any]) -> str:
 class FakeMessagesAPI:
     """The loopback Messages API server. ``url`` is the SDK's ``base_url``; see the module docstring."""
 
-    def __init__(self, reply: Reply = echo_reply, *, latency: float = 0.0, api_key: str | None = None,
+    def __init__(self, reply: Reply = echo_reply, *, latency: float | Latency = 0.0, api_key: str | None = None,
                  fault_fn: Callable[[int, dict[str, Any]], Fault | None] | None = None) -> None:
         self.reply = reply
         """Function of the request body -> reply text or message fields."""
         self.latency = latency
-        """Seconds every request takes before its reply (or fault) is sent."""
+        """Seconds each request takes before its reply (or fault) is sent: a number, or a function
+        ``(n, body) -> seconds`` for per-request latency (e.g. seeded random jitter)."""
         self.api_key = api_key
         """When set, requests must carry it (``x-api-key`` or bearer) or get a 401."""
         self.fault_fn = fault_fn
@@ -338,7 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, received: Received, body: Any, headers: dict[str, str]) -> int | None:
         api, fault = self.api, received.fault
-        if not api._sleep(api.latency + (fault.delay if fault else 0.0)):
+        latency = api.latency(received.n, body) if callable(api.latency) else api.latency
+        if not api._sleep(latency + (fault.delay if fault else 0.0)):
             self.close_connection = True
             return None
         if received.path != "/v1/messages":

@@ -45,3 +45,13 @@ def test_reply_function_sees_the_request_and_shapes_the_message(fake_api: FakeMe
     task = graph.add_task(LLMTask("ask", "keep", inputs={"i": 1}, params={"model": "claude-opus-4-5"}))
     assert graph.run(REGISTRY, llm=make_llm()) == "claude-opus-4-5"
     assert task.response is not None and task.response["stop_reason"] == "max_tokens"
+
+
+def test_per_request_latency(fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM]) -> None:
+    fake_api.latency = lambda n, body: 0.3 if "question 1" in str(body["messages"]) else 0.0
+    graph = TaskGraph()
+    for i in range(3):
+        graph.add_task(LLMTask("ask", "keep", inputs={"i": i}, id=f"q{i}"))
+    graph.run(REGISTRY, llm=make_llm())
+    took = {str(r.body["messages"][0]["content"]): r.finished - r.started for r in fake_api.requests}
+    assert took["question 1"] >= 0.3 and took["question 0"] < 0.3 and took["question 2"] < 0.3
