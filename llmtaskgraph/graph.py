@@ -233,7 +233,8 @@ class TaskGraph:
 
         Works in plain scripts and inside Jupyter, where an event loop is already running.
         Options: ``llm``, ``max_concurrency``, ``max_tasks``, ``timeout``, ``break_before``,
-        ``break_after``, ``resample``, ``on_event``, ``max_workers``, ``progress``.
+        ``break_after``, ``resample``, ``on_event``, ``max_workers``, ``progress``, ``cache`` (a directory
+        for the persistent response cache, see :class:`~llmtaskgraph.llm.cache.ResponseCache`).
         Raises :class:`TaskGraphError` naming every failed task; completed outputs stay in the trace.
         """
         return run_sync(lambda: self.arun(registry, **options))
