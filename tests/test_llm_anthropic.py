@@ -165,14 +165,14 @@ def test_persistent_timeout_and_dropped_connection(fake_api: FakeMessagesAPI, ma
     graph, task = one_task()
     run_failing(graph, make_llm(timeout=0.3, max_retries=1))
     assert fake_api.count == 2
-    assert task.error is not None and task.error.message.startswith("timeout: no reply within 0.3 s (after 1 retries)")
+    assert task.error is not None and task.error.message.startswith("timeout: no reply within 0.3 s (after 1 retry)")
 
     fake_api.reset()
     fake_api.enqueue(Fault.drop(), Fault.drop())
     run_failing(graph, make_llm(max_retries=1))
     assert fake_api.count == 2
     assert task.error is not None and task.error.message.startswith(f"connection error talking to {fake_api.url}")
-    assert "(after 1 retries)" in task.error.message
+    assert "(after 1 retry)" in task.error.message
 
 
 def test_malformed_json_fails_without_retry(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:

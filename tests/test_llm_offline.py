@@ -92,3 +92,18 @@ def test_scripted_errors_fail_the_task_with_a_clear_message() -> None:
         graph.run(REGISTRY, llm=ScriptedLLM(lambda prompt: len(prompt)))  # type: ignore[arg-type,return-value]
     error = graph.tasks["cats"].error
     assert error is not None and "must return the reply text (str), got int" in error.message
+
+
+def test_the_core_runs_offline_without_importing_the_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llmtaskgraph as l\n"
+        "g = l.TaskGraph(); g.add_task(l.LLMTask('f', 'p'))\n"
+        "print(g.run({'f': lambda c: 'hi', 'p': lambda c, t: t}, llm=l.OfflineLLM()))\n"
+        "assert 'anthropic' not in sys.modules, 'the SDK was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[offline reply ")

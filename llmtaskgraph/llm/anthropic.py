@@ -172,7 +172,7 @@ class AnthropicLLM:
         import anthropic
 
         retries = attempts.retries
-        tail = f" (after {retries} retries)" if retries else ""
+        tail = f" (after {retries} {'retry' if retries == 1 else 'retries'})" if retries else ""
         if isinstance(exc, anthropic.APIStatusError):
             error_type = getattr(exc, "type", None) or _body_field(exc.body, "type") or "error"
             message = getattr(exc, "api_message", None) or _body_field(exc.body, "message") or exc.response.text[:200]
