@@ -359,13 +359,13 @@ def task_html(task: Task, limits: Limits | None = None) -> str:
     if response:
         rows.append(_section("reply (edited)" if response.get("edited") else "reply", str(response.get("text", "")), limit))
         usage = response.get("usage") or {}
-        facts = [f"{k.replace('_tokens', '')} {v:,} tokens" for k, v in usage.items() if isinstance(v, int)]
-        facts += [f"{k} {response[k]}" for k in ("model", "backend", "stop_reason") if response.get(k)]
+        facts = [e(f"{k.replace('_tokens', '')} {v:,} tokens") for k, v in usage.items() if isinstance(v, int)]
+        facts += [e(f"{k} {response[k]}") for k in ("model", "backend", "stop_reason") if response.get(k)]
         if response.get("latency") is not None:
             facts.append(f'latency <span class="ltg-time">{float(response["latency"]):.2f} s</span>')
         if response.get("retries"):
-            facts.append(f"{response['retries']} retries")
-        rows.append(f"<tr><th>call</th><td>{' · '.join(e(f) if '<span' not in f else f for f in facts)}</td></tr>")
+            facts.append(e(f"{response['retries']} retries"))
+        rows.append(f"<tr><th>call</th><td>{' · '.join(facts)}</td></tr>")
     if task.is_complete:
         rows.append(_section("output", as_text(rec.output), limit))
     if rec.error is not None:
