@@ -184,3 +184,28 @@ def test_fallback_table_escapes_and_caps_too(monkeypatch, tmp_path):
     graph2 = TaskGraph()
     graph2.add_task(PythonTask("f", id=HOSTILE))
     assert "<script" not in graph_html(graph2) and "&lt;script&gt;" in graph_html(graph2)
+
+
+def test_without_the_graphviz_package_the_graph_still_renders_as_a_table(monkeypatch):
+    import sys
+
+    graph, _registry = chain_graph(3)
+    monkeypatch.setitem(sys.modules, "graphviz", None)  # `import graphviz` now raises ImportError
+    html_text = graph._repr_mimebundle_()["text/html"]
+    assert "ltg-fallback" in html_text and "<td>t2</td>" in html_text
+
+
+def test_the_core_imports_and_runs_without_loading_graphviz_or_widgets():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from llmtaskgraph import PythonTask, TaskGraph\n"
+        "graph = TaskGraph()\n"
+        "graph.add_task(PythonTask('f'))\n"
+        "graph.run({'f': lambda ctx: 1}, progress=False)\n"
+        "print(sorted(m for m in ('graphviz', 'ipywidgets', 'IPython', 'tqdm') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "[]\n"
