@@ -61,9 +61,9 @@ class RunOptions:
     timeout: float | None = None
     """Start no new task after this many seconds; running ones finish."""
     break_before: Collection[str] = ()
-    """Stop before executing any of these task ids."""
+    """Stop before executing any of these tasks (ids; ``outer > inner`` paths inside sub-graphs)."""
     break_after: Collection[str] = ()
-    """Stop after any of these task ids finishes."""
+    """Stop after any of these tasks finishes (ids; ``outer > inner`` paths inside sub-graphs)."""
     on_event: Callable[[RunEvent], None] | None = None
     """Called on the loop thread for every :class:`RunEvent`."""
     max_workers: int = 32
@@ -138,7 +138,7 @@ class _Shared:
             for listener in tuple(self.listeners):
                 listener(event)
 
-    def may_start(self, task_id: str) -> bool:
+    def may_start(self, path: str) -> bool:
         """False once a bound is reached; records why in ``report.stopped``."""
         report, opts = self.report, self.options
         if report.stopped is None:
@@ -146,8 +146,8 @@ class _Shared:
                 report.stopped = "max_tasks"
             elif self.deadline is not None and time.monotonic() >= self.deadline:
                 report.stopped = "timeout"
-            elif task_id in opts.break_before:
-                report.stopped = f"break_before:{task_id}"
+            elif path in opts.break_before:
+                report.stopped = f"break_before:{path}"
         return report.stopped is None
 
     def run_sync_fn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
@@ -273,7 +273,7 @@ class Run:
                     self.shared.emit("task_reused", self.prefix + tid, task)
                     self._finish(task, "done")
                     continue
-                if not self.shared.may_start(tid):
+                if not self.shared.may_start(self.prefix + tid):
                     break
                 self.ready.popleft()
                 self.shared.report.executed.append(self.prefix + tid)
@@ -304,8 +304,9 @@ class Run:
                     self.ready.append(dep_of)
                 else:
                     self.waiting[dep_of] = left - 1
-            if self.shared.options.break_after and tid in self.shared.options.break_after and self.shared.report.stopped is None:
-                self.shared.report.stopped = f"break_after:{tid}"
+            path = self.prefix + tid
+            if self.shared.options.break_after and path in self.shared.options.break_after and self.shared.report.stopped is None:
+                self.shared.report.stopped = f"break_after:{path}"
         else:
             for dep_of in self.dependents.pop(tid, ()):
                 self._block(dep_of)

@@ -186,3 +186,14 @@ def test_graph_step_goes_into_sub_graphs_one_inner_task_at_a_time():
     assert steps == ["plan", "spawn", "spawn/a", "spawn/b", "spawn/c", "double", "inc", "report"]
     assert graph.find("subgraph > inc") is graph.tasks["subgraph"].subgraph.tasks["inc"]
     assert graph.output == "3 steps, size 7"
+
+
+def test_breakpoints_inside_a_sub_graph_are_given_by_path():
+    graph, registry, llm = planner_graph()
+    graph.run(registry, llm=llm, break_before=["subgraph > inc"], progress=False)
+    assert graph.last_run.stopped == "break_before:subgraph > inc"
+    assert graph.find("subgraph > double").status == "done" and graph.find("subgraph > inc").status == "pending"
+    graph.run(registry, llm=llm, break_after=["subgraph > inc"], progress=False)
+    assert graph.last_run.stopped == "break_after:subgraph > inc"
+    assert graph.find("subgraph > inc").output == 7
+    assert graph.run(registry, llm=llm, progress=False) == "3 steps, size 7"
