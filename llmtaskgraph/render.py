@@ -44,6 +44,8 @@ class Limits:
     """Sub-graphs with more tasks than this are drawn as one node instead of a cluster."""
     max_chars: int = 4000
     """Characters of any one text shown in a task card before it is cut (visibly)."""
+    max_edit_chars: int = 100_000
+    """Characters of a prompt, reply or output the editor puts in an editable field; longer ones are shown cut, read-only."""
 
 
 # -- text helpers -----------------------------------------------------------------------------------

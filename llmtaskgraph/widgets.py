@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import LLMTaskGraphError, TaskGraphError
 from .progress import ProgressCounter
-from .render import Limits, as_text, graph_html, iter_tasks, task_html
+from .render import Limits, as_text, clip, graph_html, iter_tasks, task_html
 from .tasks import LLMTask, Task
 
 if TYPE_CHECKING:
@@ -149,10 +149,13 @@ class GraphEditor:
             "reply": "" if rec is None or not rec.response else str(rec.response.get("text", "")),
             "output": "" if task is None or not task.is_complete else json.dumps(task.output, indent=2, ensure_ascii=False),
         }
-        self._shown = shown
+        limit = (self.limits or Limits()).max_edit_chars
         for name, field in self.fields.items():
-            field.value = shown[name]
-            field.disabled = task is None or (name != "output" and not is_llm)
+            # A multi-megabyte value would stall the browser: show its start, read-only, and say so.
+            too_big = len(shown[name]) > limit
+            field.value = clip(shown[name], limit) + ("\n(too large to edit here: use task.edit(...))" if too_big else "")
+            field.disabled = task is None or too_big or (name != "output" and not is_llm)
+        self._shown = {name: field.value for name, field in self.fields.items()}
         self.detail.value = "" if task is None else task_html(task, self.limits)
 
     # -- actions ----------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from jupyter_helpers import planner_graph
 
-from llmtaskgraph import PythonTask, ScriptedLLM, TaskGraph
+from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph
 from llmtaskgraph.render import STATUS_COLOURS
 
 
@@ -197,3 +199,36 @@ def test_breakpoints_inside_a_sub_graph_are_given_by_path():
     assert graph.last_run.stopped == "break_after:subgraph > inc"
     assert graph.find("subgraph > inc").output == 7
     assert graph.run(registry, llm=llm, progress=False) == "3 steps, size 7"
+
+
+def test_message_list_prompts_are_edited_as_json_and_invalid_ones_are_refused():
+    graph = TaskGraph()
+    graph.add_task(LLMTask("fmt", "keep", id="ask"))
+    registry = {"fmt": lambda ctx: [{"role": "user", "content": "hello"}], "keep": lambda ctx, text: text}
+    llm = ScriptedLLM(lambda prompt: f"you said {prompt}")
+    graph.run(registry, llm=llm, progress=False)
+    editor = graph.editor(registry, llm=llm)
+    editor.select("ask")
+    assert json.loads(editor.fields["prompt"].value) == [{"role": "user", "content": "hello"}]
+    before = graph.to_json()
+    editor.fields["prompt"].value = '{"no_messages": 1}'
+    editor.apply_button.click()
+    assert "a dict prompt must have a `messages` key" in editor.message.value
+    assert graph.to_json() == before
+    editor.fields["prompt"].value = '[{"role": "user", "content": "goodbye"}]'
+    editor.apply_button.click()
+    editor.replay_button.click()
+    assert graph.tasks["ask"].output == "you said goodbye" and llm.calls == 2
+
+
+def test_huge_values_are_shown_cut_and_read_only_in_the_editor():
+    graph = TaskGraph()
+    graph.add_task(PythonTask("big", id="big"))
+    graph.run({"big": lambda ctx: "x" * 300_000}, progress=False)
+    editor = graph.editor({"big": lambda ctx: "x" * 300_000})
+    editor.select("big")
+    field = editor.fields["output"]
+    assert field.disabled and len(field.value) < 101_000
+    assert field.value.endswith("[truncated: 200,002 more characters not shown]\n(too large to edit here: use task.edit(...))")
+    editor.apply_button.click()
+    assert "nothing to apply" in editor.message.value and graph.tasks["big"].output == "x" * 300_000
