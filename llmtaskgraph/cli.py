@@ -24,7 +24,6 @@ import importlib
 import importlib.util
 import json
 import sys
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any, NoReturn, TextIO
 
 from .errors import InvalidTraceError, MissingFunctionError, TaskGraphError
 from .graph import TaskGraph
-from .summary import task_rows, totals
+from .summary import task_rows, totals, utc_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -282,7 +281,7 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
         print("  ".join(cells).rstrip(), file=out)
     statuses = ", ".join(f"{n} {terminal_safe(s)}" for s, n in sorted(sums.by_status.items())) or "no tasks"
     wall = "" if sums.wall_time is None else f"; wall time {sums.wall_time:.3f} s, at most {sums.max_concurrency} at once"
-    when = "" if t0 is None else f"; started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(t0))}"
+    when = "" if t0 is None else f"; started {utc_time(t0)}"
     print(f"\n{sums.tasks} tasks ({statuses}); tokens {sums.input_tokens} in, {sums.output_tokens} out; "
           f"{sums.retries} retries{wall}{when}", file=out)
 

@@ -74,10 +74,44 @@ so deeper values (or a list that contains itself) could be stored but never save
 _MAX_INT_BITS = 13_000  # about 3900 digits; Python refuses to turn ints over 4300 digits into text
 
 
+_EXIT = object()
+
+
+def _ascii_str(v: Any) -> bool:
+    return type(v) is str and v.isascii()
+
+
+def _plainly_fine(value: Any) -> bool:
+    """A quick yes for the shapes most trace fields have: scalars, lists of ids, id -> fingerprint maps."""
+    t = type(value)
+    if value is None or t is bool or (t is str and value.isascii()):
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if t is list:
+        return all(map(_ascii_str, value))
+    if t is dict:
+        return all(map(_ascii_str, value)) and all(map(_ascii_str, value.values()))
+    return False
+
+
 def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """(path, why) of the first value JSON cannot hold exactly, or None.
+
+    Iterative, so deep values cannot exhaust the stack. A list or dict met again while inside itself
+    is a reference cycle; one met again elsewhere (shared) is not checked twice, which keeps values
+    built from many shared references linear to check instead of exponential.
+    """
+    if _plainly_fine(value):
+        return None  # most stored fields: skip the machinery below (loading a trace checks ~18 per task)
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    inside: set[int] = set()  # ids of the containers enclosing the value being checked
+    checked: dict[int, int] = {}  # container id -> the depth it was checked at
     while stack:
         v, p, depth = stack.pop()
+        if v is _EXIT:
+            inside.discard(depth)  # for an exit marker, ``depth`` holds the container's id
+            continue
         if v is None or v is True or v is False:
             continue
         if type(v) is str:
@@ -88,8 +122,17 @@ def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
             if v.bit_length() > _MAX_INT_BITS:
                 return p, "is an integer too long for JSON text (over 3900 digits); store it as a string"
             continue
-        if depth >= MAX_DEPTH and type(v) in (list, dict):
-            return p, f"is nested more than {MAX_DEPTH} lists/objects deep (or contains itself); flatten it"
+        if type(v) is list or type(v) is dict:
+            cid = id(v)
+            if cid in inside:
+                return p, "contains itself (a reference cycle), which JSON cannot hold"
+            if depth >= MAX_DEPTH:
+                return p, f"is nested more than {MAX_DEPTH} lists/objects deep; flatten it"
+            if checked.get(cid, MAX_DEPTH) <= depth:
+                continue
+            checked[cid] = depth
+            inside.add(cid)
+            stack.append((_EXIT, p, cid))
         if type(v) is float:
             if not math.isfinite(v):
                 return p, f"is {v!r}, which JSON cannot hold; use None or a string"

@@ -12,11 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from html import escape
 from typing import TYPE_CHECKING, Any
 
-from .summary import TaskRow, Totals, intervals, task_rows, totals
+from .summary import TaskRow, Totals, intervals, task_rows, totals, utc_time
 from .tasks import LLMTask, PythonTask, TaskGraphTask
 
 if TYPE_CHECKING:
@@ -94,7 +93,7 @@ def render_report(graph: TaskGraph, title: str = "llmtaskgraph trace") -> str:
 def _totals_table(sums: Totals) -> str:
     statuses = ", ".join(f"{n} {escape(s)}" for s, n in sorted(sums.by_status.items())) or "none"
     wall = "–" if sums.wall_time is None else f"{sums.wall_time:.3f} s"
-    when = "–" if sums.started_at is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(sums.started_at))
+    when = "–" if sums.started_at is None else escape(utc_time(sums.started_at))
     cells = [
         ("Tasks", f"{sums.tasks} ({statuses})"),
         ("LLM replies", str(sums.llm_replies)),

@@ -103,7 +103,7 @@ def load(path: Path) -> TaskGraph:
         raise InvalidTraceError(f"`{path}` is not UTF-8 text ({exc})") from exc
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or a number too long to read
         raise InvalidTraceError(f"`{path}` is not valid JSON: {exc}") from exc
     return graph_from_json(data)
 
@@ -112,7 +112,7 @@ def graph_from_json(data: Any) -> TaskGraph:
     obj = _Reader("").obj(data, ("format", "graph_input", "output_task", "tasks"))
     fmt = obj.get("format")
     if fmt != FORMAT:
-        raise InvalidTraceError(f"unsupported format {fmt!r}; this version of llmtaskgraph reads {FORMAT!r}", "format")
+        raise InvalidTraceError(f"unsupported format {_shown(fmt)}; this version of llmtaskgraph reads {FORMAT!r}", "format")
     return _graph_from(obj, "", 0)
 
 
@@ -140,6 +140,10 @@ class _Reader:
         value = obj.get(field, default)
         if not check(value):
             raise InvalidTraceError(f"expected {expected}, got {_kind(value)}", self.at(field))
+        if field not in ("tasks", "subgraph"):  # those are checked field by field as they are read
+            problem = _find_problem(value, self.at(field))  # lone surrogates, numbers too long for text, ...
+            if problem is not None:
+                raise InvalidTraceError(problem[1], problem[0])
         return value
 
     def json_value(self, obj: dict[str, Any], field: str) -> Any:
@@ -150,10 +154,19 @@ class _Reader:
         return value
 
 
+def _shown(value: Any) -> str:
+    """A string's repr (cut short), else its kind: never the repr of a huge or deeply nested value."""
+    if value is None or isinstance(value, (str, float)) or (isinstance(value, int) and value.bit_length() <= 64):
+        return f"{value!r:.60}"
+    return f"({_kind(value)})"
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
     names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a very long number"
     text = repr(value) if isinstance(value, (bool, int, float)) else f"{value!r:.40}" if isinstance(value, str) else ""
     return f"{names.get(type(value), type(value).__name__)} {text}".strip()
 
@@ -201,8 +214,8 @@ def _task_from(item: Any, path: str, depth: int) -> Task:
     r = _Reader(path)
     head = r.obj(item, (*_COMMON, *_RECORD, *sum(_TYPE_FIELDS.values(), ())), ("id", "type"))
     ttype = head["type"]
-    if ttype not in _TYPES:
-        raise InvalidTraceError(f"unknown task type {ttype!r} (expected one of {', '.join(_TYPES)})", r.at("type"))
+    if not isinstance(ttype, str) or ttype not in _TYPES:
+        raise InvalidTraceError(f"unknown task type {_shown(ttype)} (expected one of {', '.join(_TYPES)})", r.at("type"))
     obj = r.obj(item, (*_COMMON, *_RECORD, *_TYPE_FIELDS[ttype]), (*_TYPE_FIELDS[ttype][:1], "id", "type"))
     tid = r.get(obj, "id", _is_str, "a non-empty string")
     deps = r.get(obj, "deps", _str_list, "a list of task ids", [])

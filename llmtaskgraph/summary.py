@@ -6,6 +6,7 @@ what loading validated: token counts that are not whole numbers count as zero, a
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -128,3 +129,11 @@ def totals(rows: list[TaskRow]) -> Totals:
         out.finished_at = max(f for _, f in spans)
         out.max_concurrency = max_concurrency(spans)
     return out
+
+
+def utc_time(timestamp: float) -> str:
+    """``2026-11-24 10:04:47 UTC``; a hand-edited timestamp out of the calendar's range gives ``?``."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+    except (OverflowError, OSError, ValueError):
+        return f"? (timestamp {timestamp!r})"

@@ -340,9 +340,10 @@ def check_run_matches_model(graph: TaskGraph, log: list[tuple[str, str]], model:
     assert report is not None
     assert report.llm_calls == sum(1 for stage, _ in log if stage == "call")
     assert sum(report.calls.values()) == sum(1 for stage, _ in log if stage != "call")
-    # A TaskGraphTask always enters its sub-graph (whose own tasks are memoized), so it is listed.
-    executed_paths = {p for _, p in log} | graph_task_paths(graph)
-    assert set(report.executed) == executed_paths
+    # A sub-graph task counts as executed when its input stage or anything inside its sub-graph ran.
+    stage_paths = {p for _, p in log}
+    entered = {g for g in graph_task_paths(graph) if any(p.startswith(f"{g} > ") for p in stage_paths)}
+    assert set(report.executed) == stage_paths | entered
     for path, value in model.outputs.items():
         assert graph.find(path).output == value, path
 
@@ -370,20 +371,18 @@ def test_random_graphs_round_trip_replay_for_free_and_render(case: Case) -> None
     assert log == []
     assert replay.last_run is not None
     assert replay.last_run.llm_calls == 0 and not replay.last_run.calls
-    assert set(replay.last_run.executed) == graph_task_paths(replay)
-    assert replay.to_json() == graph.to_json() or _same_but_timings(replay.to_json(), graph.to_json())
+    assert replay.last_run.executed == []
+    # Nothing changes in the trace, except that a reused sub-graph task's times are those of the replay.
+    assert _without_subgraph_times(replay.to_json()) == _without_subgraph_times(graph.to_json())
 
 
-def _same_but_timings(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Equal once start/finish times are dropped (a sub-graph task re-enters its sub-graph on replay)."""
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("started_at", "finished_at")}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    return bool(strip(a) == strip(b))
+def _without_subgraph_times(value: Any) -> Any:
+    if isinstance(value, dict):
+        timed = value.get("type") == "graph"
+        return {k: _without_subgraph_times(v) for k, v in value.items() if not (timed and k.endswith("ed_at"))}
+    if isinstance(value, list):
+        return [_without_subgraph_times(v) for v in value]
+    return value
 
 
 @st.composite
