@@ -41,8 +41,7 @@ class TaskGraph:
     def __init__(self, graph_input: Any = None) -> None:
         self.tasks: dict[str, Task] = {}
         """Task id -> task, in insertion order."""
-        self.graph_input: Any = graph_input
-        """Any JSON value; read by functions through ``ctx.graph_input``."""
+        self._graph_input: Any = graph_input
         self.last_run: RunReport | None = None
         """What the latest run did (executed tasks, calls per function, failures)."""
         self._output_id: str | None = None
@@ -50,6 +49,19 @@ class TaskGraph:
         self._active: _Shared | None = None
 
     # -- building ---------------------------------------------------------------------------------
+    @property
+    def graph_input(self) -> Any:
+        """Any JSON value; read by functions through ``ctx.graph_input``."""
+        return self._graph_input
+
+    @graph_input.setter
+    def graph_input(self, value: Any) -> None:
+        changed = value != self._graph_input
+        self._graph_input = value
+        if changed:  # show what the next run will redo: the stages that read the input, and downstream
+            readers = [tid for tid, t in self.tasks.items() if t.record.reads_graph_input]
+            self._mark_stale_ids([*readers, *self._downstream(readers)])
+
     @property
     def output_task(self) -> Task | None:
         """The task whose output ``run`` returns; None means the last task added before the run."""
@@ -168,7 +180,9 @@ class TaskGraph:
 
     def descendants(self, task: Task | str, include_children: bool = False) -> list[str]:
         """Ids of every task downstream of ``task`` (and, optionally, of those it created), in graph order."""
-        start = task.id if isinstance(task, Task) else task
+        return self._downstream([str(task.id if isinstance(task, Task) else task)], include_children)
+
+    def _downstream(self, starts: Iterable[str], include_children: bool = False) -> list[str]:
         index = self.dependents()
         children: dict[str, list[str]] = {}
         if include_children:
@@ -176,7 +190,7 @@ class TaskGraph:
                 if t.created_by is not None:
                     children.setdefault(t.created_by, []).append(tid)
         found: set[str] = set()
-        stack = [str(start)]
+        stack = list(starts)
         while stack:
             cur = stack.pop()
             for nxt in [*index.get(cur, ()), *children.get(cur, ())]:
@@ -200,11 +214,8 @@ class TaskGraph:
     def remove_tasks(self, ids: Iterable[str]) -> list[str]:
         """Remove tasks, everything downstream of them and every task they created; returns the removed ids."""
         with self._lock:
-            doomed: set[str] = set()
-            for tid in ids:
-                if tid in self.tasks and tid not in doomed:
-                    doomed.add(tid)
-                    doomed.update(self.descendants(tid, include_children=True))
+            starts = [tid for tid in ids if tid in self.tasks]
+            doomed = {*starts, *self._downstream(starts, include_children=True)}
             for tid in doomed:
                 task = self.tasks.pop(tid)
                 task.graph = None
@@ -214,7 +225,10 @@ class TaskGraph:
 
     def _mark_stale(self, tid: str, include_self: bool) -> None:
         """After an edit: show the edited task (optionally) and its descendants as pending."""
-        for t in ([tid] if include_self else []) + self.descendants(tid):
+        self._mark_stale_ids(([tid] if include_self else []) + self.descendants(tid))
+
+    def _mark_stale_ids(self, ids: Iterable[str]) -> None:
+        for t in ids:
             if self.tasks[t].record.status in ("done", "blocked"):
                 self.tasks[t].record.status = "pending"
 

@@ -265,3 +265,12 @@ def test_removed_child_takes_its_descendants_with_it():
     graph.graph_input = 0
     graph.run(reg)
     assert set(graph.tasks) == {"n", "plan"}
+
+
+def test_setting_a_new_graph_input_shows_its_readers_and_their_descendants_as_pending(ran):
+    graph, _, _ = ran
+    graph.graph_input = {"topic": "dogs"}  # the same value: nothing is stale
+    assert {t.status for t in graph.tasks.values()} == {"done"}
+    graph.graph_input = {"topic": "owls"}
+    stale = {tid for tid, t in graph.tasks.items() if t.status == "pending"}
+    assert stale == {"topic", "ask_topic", "combine", "final"}
