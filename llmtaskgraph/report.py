@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .render import STATUS_COLOURS, Limits, graph_html, task_html
 from .summary import TaskRow, Totals, intervals, task_rows, totals, utc_time
-from .tasks import LLMTask, PythonTask, TaskGraphTask
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
 
-MAX_FIELD_CHARS = 200_000
-"""Longer prompts, replies and outputs are cut, saying how much was left out, to keep the file usable."""
-STATUS_COLOURS = {"done": "#4caf50", "failed": "#e53935", "blocked": "#fb8c00", "running": "#1e88e5", "pending": "#9e9e9e"}
+_LIMITS = Limits(max_tasks=400, max_chars=200_000)
+"""A report is read at leisure: draw more of the graph and cut texts later than a notebook does."""
 
 _SCRIPT = """
 (function () {
@@ -43,10 +41,11 @@ _SCRIPT = """
     }
   });
   document.querySelectorAll("#graph g.node").forEach(function (g) {
-    var title = g.querySelector("title");
-    if (title && byPath[title.textContent]) {
+    var id = g.getAttribute("id") || "";
+    var path = id.slice(5);
+    if (id.indexOf("task:") === 0 && byPath[path]) {
       g.style.cursor = "pointer";
-      g.addEventListener("click", function () { select(title.textContent); });
+      g.addEventListener("click", function () { select(path); });
     }
   });
 })();
@@ -108,18 +107,11 @@ def _totals_table(sums: Totals) -> str:
 
 
 def _graph_drawing(graph: TaskGraph) -> str:
-    """The graphviz SVG from :mod:`llmtaskgraph.render`, or a note saying how to get it."""
-    from .render import graph_mimebundle
-
+    """The drawing of :mod:`llmtaskgraph.render` (an HTML table saying how to get graphviz without ``dot``)."""
     try:
-        svg = graph_mimebundle(graph).get("image/svg+xml")
+        return graph_html(graph, _LIMITS)
     except Exception as exc:  # a drawing problem must not cost the user the rest of the report
         return f'<p class="muted">The graph could not be drawn: {escape(type(exc).__name__)}: {escape(str(exc))}</p>'
-    if svg:
-        start = svg.find("<svg")
-        return svg[start:] if start >= 0 else svg
-    return ('<p class="muted">No drawing: install graphviz (<code>pip install "llmtaskgraph[jupyter]"</code> and the '
-            "<code>dot</code> program, e.g. <code>apt-get install graphviz</code>) and make the report again.</p>")
 
 
 def _timeline(rows: list[TaskRow], sums: Totals) -> str:
@@ -136,7 +128,7 @@ def _timeline(rows: list[TaskRow], sums: Totals) -> str:
         y = i * row_h
         x = label_w + (start - t0) * scale
         w = max((finish - start) * scale, 1.5)
-        colour = STATUS_COLOURS.get(row.task.status, "#9e9e9e")
+        colour = STATUS_COLOURS.get(row.task.status, "#ffffff")
         path = escape(row.path)
         tip = escape(f"{row.path}: {row.task.status}, {finish - start:.3f} s, from +{start - t0:.3f} s")
         label = escape(_shorten(row.path, 30))
@@ -151,10 +143,10 @@ def _timeline(rows: list[TaskRow], sums: Totals) -> str:
 
 
 def _task_details(row: TaskRow) -> str:
+    """A collapsible entry: a one-line summary, and the task card of :mod:`llmtaskgraph.render` inside."""
     task, rec = row.task, row.task.record
-    colour = STATUS_COLOURS.get(rec.status, "#9e9e9e")
-    kind = {LLMTask: "LLM", PythonTask: "Python", TaskGraphTask: "sub-graph"}.get(type(task), type(task).__name__)
-    bits = [kind]
+    colour = STATUS_COLOURS.get(rec.status, "#ffffff")
+    bits = [task.type]
     if row.input_tokens or row.output_tokens:
         bits.append(f"{row.input_tokens}+{row.output_tokens} tokens")
     if rec.duration is not None:
@@ -163,36 +155,7 @@ def _task_details(row: TaskRow) -> str:
         bits.append(f"name {task.name!r}")
     summary = (f'<summary>{escape(row.path)} <span class="status" style="background:{colour}">{escape(rec.status)}</span> '
                f'<span class="muted">{escape(" · ".join(bits))}</span></summary>')
-    sections = [_section("Functions", ", ".join(f"{role}: {name}" for role, name in task.function_names().items()))]
-    deps = [*task.deps, *(f"{k}={v}" for k, v in task.kwdeps.items())]
-    if deps:
-        sections.append(_section("Depends on", ", ".join(deps)))
-    if task.created_by:
-        sections.append(_section("Added at run time by", task.created_by))
-    if isinstance(task, LLMTask):
-        if task.params:
-            sections.append(_section("Params", task.params))
-        sections.append(_section("Prompt", rec.prompt))
-        response = rec.response or {}
-        sections.append(_section("Reply", response.get("text")))
-        meta = {k: v for k, v in response.items() if k != "text"}
-        if meta:
-            sections.append(_section("Call", meta))
-    elif isinstance(task, TaskGraphTask):
-        sections.append(_section("Sub-graph input", task.subgraph.graph_input))
-    sections.append(_section("Output", rec.output))
-    if rec.error is not None:
-        err = rec.error
-        where = f" (stage {err.stage})" if err.stage else ""
-        sections.append(_section(f"Error{where}", f"{err.type}: {err.message}\n\n{err.traceback}".rstrip()))
-    return f'<details data-path="{escape(row.path)}">{summary}{"".join(sections)}</details>'
-
-
-def _section(heading: str, value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, indent=2, ensure_ascii=False)
-    if len(text) > MAX_FIELD_CHARS:
-        text = f"{text[:MAX_FIELD_CHARS]}\n… ({len(text) - MAX_FIELD_CHARS} more characters in the trace)"
-    return f"<h4>{escape(heading)}</h4><pre>{escape(text)}</pre>"
+    return f'<details data-path="{escape(row.path)}">{summary}{task_html(task, _LIMITS)}</details>'
 
 
 def _shorten(text: str, width: int) -> str:
