@@ -112,7 +112,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     code = EXIT_OK
     try:
         graph.run(registry, **options)
-    except MissingFunctionError as exc:
+    except MissingFunctionError as exc:  # checked before anything runs: there is nothing to save
         raise CLIError(str(exc)) from exc
     except TaskGraphError as exc:
         print(str(exc), file=sys.stderr)
@@ -120,8 +120,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted; completed tasks are kept in the trace", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    finally:
-        _save(graph, out)
+    except BaseException:
+        _save(graph, out)  # whatever went wrong, completed work is kept
+        raise
+    _save(graph, out)
     if not args.quiet:
         print_table(graph)
     stopped = graph.last_run.stopped if graph.last_run else None

@@ -1,0 +1,247 @@
+"""The ``llmtaskgraph`` command: run, show, report, diff; exit codes and messages on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from llmtaskgraph import TaskGraph
+from llmtaskgraph.cli import main, terminal_safe
+from llmtaskgraph.summary import task_rows, totals
+
+GRAPHS = '''
+import os
+from pathlib import Path
+from llmtaskgraph import LLMTask, PythonTask, TaskGraph
+
+LOG = Path(__file__).with_name("calls.log")
+
+
+def logged(name, fn):
+    def call(*args, **kwargs):
+        with LOG.open("a") as f:
+            f.write(name + "\\n")
+        return fn(*args, **kwargs)
+    return call
+
+
+def check(ctx, a, b):
+    if Path(__file__).with_name("break").exists():
+        raise RuntimeError("the check is broken")
+    return [a, b]
+
+
+def build():
+    graph = TaskGraph({"topic": "cats"})
+    load = graph.add_task(PythonTask("load"))
+    ask = graph.add_task(LLMTask("ask", "parse", load))
+    ask2 = graph.add_task(LLMTask("ask", "parse", load, id="ask_again", params={"temperature": 1}))
+    graph.add_task(PythonTask("check", ask, ask2))
+    registry = {
+        "load": lambda ctx: ctx.graph_input["topic"],
+        "ask": lambda ctx, topic: f"Tell me about {topic}",
+        "parse": lambda ctx, text: text.upper(),
+        "check": check,
+    }
+    return graph, {name: logged(name, fn) for name, fn in registry.items()}
+
+
+def not_a_graph():
+    return 42
+
+
+def raises():
+    raise ValueError("cannot build today")
+
+
+def missing_functions():
+    graph, registry = build()
+    return graph, {"load": registry["load"]}
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "graphs.py").write_text(GRAPHS)
+    monkeypatch.chdir(tmp_path)
+    for name in ("graphs", "hostile", "broken_mod"):  # main() runs in this process: import each test's own
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    return tmp_path
+
+
+def calls(project: Path) -> list[str]:
+    log = project / "calls.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_saves_the_trace_and_show_summarises_it(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline")
+    assert code == 0, err
+    assert "trace saved to t.json" in err
+    graph = TaskGraph.load(project / "t.json")
+    assert [t.status for t in graph.tasks.values()] == ["done"] * 4
+    assert sorted(calls(project)) == ["ask", "ask", "check", "load", "parse", "parse"]
+
+    code, out, err = run_cli(capsys, "show", "t.json")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[0].split() == ["TASK", "TYPE", "STATUS", "TOKENS", "IN", "OUT", "TIME", "S", "START", "+S"]
+    for tid, line in zip(graph.tasks, lines[1:5], strict=True):
+        assert line.split()[:3] == [tid, graph.tasks[tid].type, "done"]
+    sums = totals(task_rows(graph))
+    assert sums.input_tokens > 0
+    assert f"4 tasks (4 done); tokens {sums.input_tokens} in, {sums.output_tokens} out; 0 retries" in out
+    assert "at most 2 at once" in out  # the two LLM tasks overlapped
+
+
+def test_a_failed_run_exits_1_keeps_the_trace_and_resume_repeats_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "break").touch()
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")
+    assert code == 1
+    assert "`check`: RuntimeError in run: the check is broken" in err
+    assert "Traceback" not in err
+    graph = TaskGraph.load(project / "t.json")
+    assert graph.tasks["check"].status == "failed" and graph.tasks["ask_again"].status == "done"
+    first = calls(project)
+
+    (project / "break").unlink()
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "--resume", "-q")
+    assert code == 0, err
+    assert "resuming from t.json (4 tasks)" in err
+    assert calls(project)[len(first):] == ["check"]  # only the failed task ran again
+
+
+def test_report_writes_one_html_file_next_to_the_trace(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")
+    code, _out, err = run_cli(capsys, "report", "t.json")
+    assert code == 0 and "report written to t.html" in err
+    page = (project / "t.html").read_text()
+    for tid in ("load", "ask", "ask_again", "check"):
+        assert f'data-path="{tid}"' in page
+    assert "Tell me about cats" in page and "<svg" in page
+    assert "http://" not in page.replace("http://www.w3.org/", "") and "https://" not in page  # nothing to fetch
+
+
+def test_diff_names_the_tasks_that_changed(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "run", "graphs:build", "-o", "a.json", "--llm", "offline", "-q")
+    run_cli(capsys, "run", "graphs:build", "-o", "b.json", "--llm", "offline", "-q")
+    code, out, _ = run_cli(capsys, "diff", "a.json", "b.json")
+    assert (code, out) == (0, "no differences\n")  # timings differ, and are left out by default
+    code, out, _ = run_cli(capsys, "diff", "a.json", "b.json", "--all")
+    assert code == 1 and "started_at" in out
+
+    graph = TaskGraph.load(project / "b.json")
+    graph.tasks["ask_again"].edit(response="a different reply")
+    graph.save(project / "b.json")
+    code, out, _ = run_cli(capsys, "diff", "a.json", "b.json")
+    assert code == 1
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["changed `ask_again`", "changed `check`"]
+    assert 'reply "[offline reply' in lines[0] and '-> "a different reply"' in lines[0]
+    assert lines[1] == 'changed `check`: status "done" -> "pending"'  # the edit made it stale
+
+    run_cli(capsys, "run", "graphs:build", "-o", "c.json", "--llm", "offline", "-q", "--input", '{"topic": "dogs"}')
+    code, out, _ = run_cli(capsys, "diff", "a.json", "c.json")
+    assert code == 1
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        "changed graph graph_input", "changed `load`", "changed `ask`", "changed `ask_again`", "changed `check`",
+    ]
+
+
+BAD_FILES = {
+    "missing.json": (None, "`missing.json` does not exist"),
+    "folder": ("<dir>", "`folder` is a folder, not a trace file"),
+    "broken.json": ("{", "`broken.json` is not valid JSON"),
+    "latin1.json": (b"\xff\xfe\x00", "`latin1.json` is not UTF-8 text"),
+    "list.json": ("[]", "invalid trace at `<root>`: expected an object, got a list"),
+    "bad_dep.json": ("BAD_DEP", "invalid trace at `tasks[1].deps`: task `b` refers to `nowhere`"),
+}
+
+
+@pytest.mark.parametrize("command", ["show", "report", "diff"])
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_trace_files_exit_2_with_one_clear_line(
+    project: Path, capsys: pytest.CaptureFixture[str], command: str, name: str
+) -> None:
+    content, message = BAD_FILES[name]
+    if content == "<dir>":
+        (project / name).mkdir()
+    elif content == "BAD_DEP":
+        trace = {"format": "llmtaskgraph/1", "tasks": [
+            {"id": "a", "type": "python", "fn": "f"}, {"id": "b", "type": "python", "fn": "f", "deps": ["nowhere"]}]}
+        (project / name).write_text(json.dumps(trace))
+    elif isinstance(content, bytes):
+        (project / name).write_bytes(content)
+    elif content is not None:
+        (project / name).write_text(content)
+    args = [command, name] + (["ok.json"] if command == "diff" else [])
+    code, _out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.startswith("llmtaskgraph: error: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("graphs", "expected MODULE:FUNCTION"),
+    ("nosuchmodule:build", "no module named `nosuchmodule`"),
+    ("graphs:nosuch", "`graphs` has no function `nosuch`"),
+    ("graphs:not_a_graph", "`graphs:not_a_graph` must return (graph, registry)"),
+    ("graphs:raises", "`graphs:raises` raised ValueError: cannot build today at "),
+    ("graphs:missing_functions", "`ask` is missing (needed by `ask`, `ask_again`)"),
+    ("graphs.py:build", None),
+    ("nosuch.py:build", "`nosuch.py` does not exist"),
+])
+def test_run_targets(project: Path, capsys: pytest.CaptureFixture[str], target: str, message: str | None) -> None:
+    code, _out, err = run_cli(capsys, "run", target, "-o", "t.json", "--llm", "offline", "-q")
+    if message is None:
+        assert code == 0, err
+        return
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert not (project / "t.json").exists()
+
+
+def test_a_module_that_fails_to_import_is_reported_in_one_line(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "broken_mod.py").write_text("import nosuchdependency_xyz\n")
+    code, _, err = run_cli(capsys, "run", "broken_mod:build")
+    assert code == 2
+    assert "importing `broken_mod` raised ModuleNotFoundError: No module named 'nosuchdependency_xyz' at " in err
+
+
+def test_hostile_task_ids_cannot_drive_the_terminal(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "hostile.py").write_text(textwrap.dedent('''
+        from llmtaskgraph import PythonTask, TaskGraph
+        def build():
+            graph = TaskGraph()
+            graph.add_task(PythonTask("f", id="\\x1b[2J\\x1b[31mred\\rX"))
+            return graph, {"f": lambda ctx: 1}
+    '''))
+    assert run_cli(capsys, "run", "hostile:build", "-o", "h.json", "-q")[0] == 0
+    code, out, _ = run_cli(capsys, "show", "h.json")
+    assert code == 0 and "\x1b" not in out and "\r" not in out
+    assert "\\x1b[2J\\x1b[31mred\\rX" in out
+    assert terminal_safe("plain ü 字") == "plain ü 字"
+
+
+def test_the_installed_entry_point(project: Path) -> None:
+    script = Path(sys.executable).with_name("llmtaskgraph")
+    assert script.exists(), "reinstall the package (pip install -e .) to create the entry point"
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("llmtaskgraph ")
+    bad = subprocess.run([script, "show", "missing.json"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr == "llmtaskgraph: error: `missing.json` does not exist\n"
+    usage = subprocess.run([script, "frobnicate"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "invalid choice: 'frobnicate'" in usage.stderr
