@@ -264,15 +264,16 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
     """The summary table ``show`` prints: one row per task (sub-graph tasks indented), then totals."""
     out = file or sys.stdout
     rows = task_rows(graph)
-    sums = totals(rows)
+    sums = totals(graph, rows)
     t0 = sums.started_at
-    table = [("TASK", "TYPE", "STATUS", "TOKENS IN", "OUT", "TIME S", "START +S")]
+    table = [("TASK", "TYPE", "STATUS", "TOKENS IN", "OUT", "RETRIES", "TIME S", "START +S")]
     for row in rows:
         rec = row.task.record
         name = terminal_safe("  " * row.depth + row.path.rsplit(" > ", 1)[-1])
         table.append((
             _clip(name, 40), row.task.type, terminal_safe(rec.status)[:10],
-            str(row.input_tokens) if row.input_tokens else "", str(row.output_tokens) if row.output_tokens else "",
+            *((str(row.usage.input_tokens), str(row.usage.output_tokens), str(row.usage.retries))
+              if row.usage.calls else ("", "", "")),
             "" if rec.duration is None else f"{rec.duration:.3f}",
             "" if t0 is None or rec.started_at is None else f"{rec.started_at - t0:.3f}",
         ))
@@ -284,8 +285,9 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
     statuses = ", ".join(f"{n} {terminal_safe(s)}" for s, n in sorted(sums.by_status.items())) or "no tasks"
     wall = "" if sums.wall_time is None else f"; wall time {sums.wall_time:.3f} s, at most {sums.max_concurrency} at once"
     when = "" if t0 is None else f"; started {utc_time(t0)}"
-    print(f"\n{sums.tasks} tasks ({statuses}); tokens {sums.input_tokens} in, {sums.output_tokens} out; "
-          f"{sums.retries} retries{wall}{when}", file=out)
+    usage = sums.usage
+    print(f"\n{sums.tasks} tasks ({statuses}); {usage.calls} LLM calls, tokens {usage.input_tokens} in, "
+          f"{usage.output_tokens} out, {usage.retries} retries{wall}{when}", file=out)
 
 
 def _clip(text: str, width: int) -> str:

@@ -70,7 +70,7 @@ pre { background: #f6f6f6; padding: 6px; white-space: pre-wrap; word-break: brea
 def render_report(graph: TaskGraph, title: str = "llmtaskgraph trace") -> str:
     """The whole report as one HTML document (a ``str``)."""
     rows = task_rows(graph)
-    sums = totals(rows)
+    sums = totals(graph, rows)
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
     csp = f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{script_hash}'"
     parts = [
@@ -95,9 +95,9 @@ def _totals_table(sums: Totals) -> str:
     when = "–" if sums.started_at is None else escape(utc_time(sums.started_at))
     cells = [
         ("Tasks", f"{sums.tasks} ({statuses})"),
-        ("LLM replies", str(sums.llm_replies)),
-        ("Tokens", f"{sums.input_tokens} in, {sums.output_tokens} out"),
-        ("Retries", str(sums.retries)),
+        ("LLM calls", str(sums.usage.calls)),
+        ("Tokens", f"{sums.usage.input_tokens} in, {sums.usage.output_tokens} out"),
+        ("Retries", str(sums.usage.retries)),
         ("Started", when),
         ("Wall time", wall),
         ("Most tasks at once", str(sums.max_concurrency)),
@@ -147,8 +147,8 @@ def _task_details(row: TaskRow) -> str:
     task, rec = row.task, row.task.record
     colour = STATUS_COLOURS.get(rec.status, "#ffffff")
     bits = [task.type]
-    if row.input_tokens or row.output_tokens:
-        bits.append(f"{row.input_tokens}+{row.output_tokens} tokens")
+    if row.usage.calls:
+        bits.append(f"{row.usage.input_tokens}+{row.usage.output_tokens} tokens")
     if rec.duration is not None:
         bits.append(f"{rec.duration:.3f} s")
     if task.name:

@@ -1,7 +1,8 @@
-"""Per-task facts read from a trace (status, tokens, timings), shared by ``show``, ``report`` and ``diff``.
+"""Per-task facts read from a trace (status, tokens, timings), shared by ``show`` and ``report``.
 
-Traces may be hand-edited or come from someone else, so nothing here trusts a field's type beyond
-what loading validated: token counts that are not whole numbers count as zero, and so on.
+Token and retry counts come from :mod:`llmtaskgraph.usage` (the same numbers as ``graph.usage()``);
+this module adds the per-task rows and the timing facts: wall time and how many tasks ran at once.
+Traces may be hand-edited, so timings are used only where both ends are present and in order.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .tasks import Task, TaskGraphTask
+from .tasks import LLMTask, Task, TaskGraphTask
+from .usage import Usage, graph_usage
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
@@ -27,10 +29,8 @@ class TaskRow:
     task: Task
     depth: int
     """How many sub-graphs enclose the task (0 at the top)."""
-    input_tokens: int
-    output_tokens: int
-    retries: int
-    """Retries the LLM backend made before the call succeeded."""
+    usage: Usage
+    """Tokens and retries of this task's LLM reply (all zero for other tasks and hand-written replies)."""
 
     @property
     def started_at(self) -> float | None:
@@ -51,11 +51,8 @@ class Totals:
 
     tasks: int = 0
     by_status: Counter[str] = field(default_factory=Counter)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    retries: int = 0
-    llm_replies: int = 0
-    """LLMTasks holding a reply."""
+    usage: Usage = field(default_factory=Usage)
+    """Calls, tokens and retries of every reply in the trace (``graph.usage()``)."""
     started_at: float | None = None
     finished_at: float | None = None
     max_concurrency: int = 0
@@ -75,23 +72,12 @@ def task_rows(graph: TaskGraph) -> list[TaskRow]:
 
 def _walk(graph: TaskGraph, prefix: str, depth: int) -> Iterator[TaskRow]:
     for tid, task in graph.tasks.items():
-        response = task.record.response if isinstance(task.record.response, dict) else {}
-        usage = response.get("usage")
-        usage = usage if isinstance(usage, dict) else {}
-        yield TaskRow(
-            path=prefix + tid,
-            task=task,
-            depth=depth,
-            input_tokens=_count(usage.get("input_tokens")),
-            output_tokens=_count(usage.get("output_tokens")),
-            retries=_count(response.get("retries")),
-        )
+        usage, response = Usage(), task.record.response
+        if isinstance(task, LLMTask) and response and response.get("backend"):  # as graph.usage() counts
+            usage.add(response)
+        yield TaskRow(path=prefix + tid, task=task, depth=depth, usage=usage)
         if isinstance(task, TaskGraphTask):
             yield from _walk(task.subgraph, f"{prefix}{tid} > ", depth + 1)
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def intervals(rows: list[TaskRow]) -> list[tuple[TaskRow, float, float]]:
@@ -114,14 +100,12 @@ def max_concurrency(spans: list[tuple[float, float]]) -> int:
     return best
 
 
-def totals(rows: list[TaskRow]) -> Totals:
-    out = Totals(tasks=len(rows))
+def totals(graph: TaskGraph, rows: list[TaskRow] | None = None) -> Totals:
+    """Sums over ``graph`` (``rows``: its :func:`task_rows`, if already at hand)."""
+    rows = task_rows(graph) if rows is None else rows
+    out = Totals(tasks=len(rows), usage=graph_usage(graph))
     for row in rows:
         out.by_status[row.task.status] += 1
-        out.input_tokens += row.input_tokens
-        out.output_tokens += row.output_tokens
-        out.retries += row.retries
-        out.llm_replies += row.task.record.response is not None
     # Only leaf tasks count towards concurrency: a sub-graph task is "running" while its tasks run.
     spans = [(s, f) for row, s, f in intervals(rows) if not isinstance(row.task, TaskGraphTask)]
     if spans:

@@ -12,7 +12,6 @@ import pytest
 
 from llmtaskgraph import TaskGraph
 from llmtaskgraph.cli import main, terminal_safe
-from llmtaskgraph.summary import task_rows, totals
 
 GRAPHS = '''
 import os
@@ -96,12 +95,12 @@ def test_run_saves_the_trace_and_show_summarises_it(project: Path, capsys: pytes
     code, out, err = run_cli(capsys, "show", "t.json")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0].split() == ["TASK", "TYPE", "STATUS", "TOKENS", "IN", "OUT", "TIME", "S", "START", "+S"]
+    assert lines[0].split() == ["TASK", "TYPE", "STATUS", "TOKENS", "IN", "OUT", "RETRIES", "TIME", "S", "START", "+S"]
     for tid, line in zip(graph.tasks, lines[1:5], strict=True):
         assert line.split()[:3] == [tid, graph.tasks[tid].type, "done"]
-    sums = totals(task_rows(graph))
-    assert sums.input_tokens > 0
-    assert f"4 tasks (4 done); tokens {sums.input_tokens} in, {sums.output_tokens} out; 0 retries" in out
+    usage = graph.usage()
+    assert usage.input_tokens > 0
+    assert f"4 tasks (4 done); 2 LLM calls, tokens {usage.input_tokens} in, {usage.output_tokens} out, 0 retries" in out
     assert "at most 2 at once" in out  # the two LLM tasks overlapped
 
 

@@ -82,9 +82,9 @@ def test_the_report_opens_offline_without_errors_and_shows_the_graph_and_task_de
             left = max(b["x"] for b in asks if b)
             right = min(b["x"] + b["width"] for b in asks if b)
             assert right > left
-            sums = totals(rows)
+            sums = totals(graph, rows)
             assert page.locator("#total-most").inner_text() == str(sums.max_concurrency) and sums.max_concurrency >= 3
-            assert page.locator("#total-tokens").inner_text() == f"{sums.input_tokens} in, {sums.output_tokens} out"
+            assert page.locator("#total-tokens").inner_text() == f"{sums.usage.input_tokens} in, {sums.usage.output_tokens} out"
 
             details = page.locator('details[data-path="explode"]')
             assert not details.evaluate("d => d.open")
