@@ -10,6 +10,7 @@ a task that was running when the process died was saved without its result, so i
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -45,14 +46,24 @@ class Checkpointer:
         self.last_save = time.monotonic()
         self.saves = 0
         """How many times the trace was written."""
+        self.pending = False
+        self.closed = False
 
     def __call__(self, event: RunEvent) -> None:
-        if event.kind not in _PROGRESS:
+        if event.kind not in _PROGRESS or self.pending or self.closed:
             return
         self.since_save += 1
         due_by_count = self.every is not None and self.since_save >= self.every
         due_by_time = self.seconds is not None and time.monotonic() - self.last_save >= self.seconds
         if due_by_count or due_by_time:
+            # Not now: the event fires before the scheduler has finished its bookkeeping for the
+            # task (a creator's new children are recorded just after), so save once that is done.
+            self.pending = True
+            asyncio.get_running_loop().call_soon(self._deferred_save)
+
+    def _deferred_save(self) -> None:
+        self.pending = False
+        if not self.closed:
             self.save()
 
     def save(self) -> None:
@@ -60,6 +71,11 @@ class Checkpointer:
         self.saves += 1
         self.since_save = 0
         self.last_save = time.monotonic()
+
+    def close(self) -> None:
+        """The final save, when the run has ended."""
+        self.closed = True
+        self.save()
 
 
 def attach_checkpoint(graph: TaskGraph, shared: _Shared) -> Callable[[], None]:
@@ -74,6 +90,6 @@ def attach_checkpoint(graph: TaskGraph, shared: _Shared) -> Callable[[], None]:
 
     def finish() -> None:
         stop_listening()
-        checkpointer.save()
+        checkpointer.close()
 
     return finish

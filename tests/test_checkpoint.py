@@ -46,6 +46,24 @@ def test_saves_every_n_finished_tasks(tmp_path: Path, every: int) -> None:
     assert done_in(path) == [f"t{i}" for i in range(7)]  # the final save at the end of the run
 
 
+def test_a_checkpoint_lists_the_children_a_finished_creator_added(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    seen: list[Any] = []
+
+    def make(ctx: Any) -> None:
+        ctx.add_task(PythonTask("child", ctx.task, key="only"))  # runs once `make` has finished
+
+    def child(ctx: Any, made: None) -> None:
+        # The save after `make` finished must already record its child, or a resumed run would
+        # reuse `make` without ever scheduling the child again.
+        seen.append({t["id"]: t["children"] for t in json.loads(path.read_text())["tasks"]})
+
+    graph = TaskGraph()
+    graph.add_task(PythonTask("make"))
+    graph.run({"make": make, "child": child}, llm=OfflineLLM(), checkpoint=path, checkpoint_every=1, progress=False)
+    assert seen == [{"make": ["make/only"], "make/only": []}]
+
+
 def test_saves_after_an_interval(tmp_path: Path) -> None:
     path = tmp_path / "trace.json"
     seen: dict[str, list[str]] = {}
