@@ -1,0 +1,166 @@
+"""Runs against a flaky API: the loopback Messages API server injects a seeded mix of 429, 529, 500
+and timeouts, and the real anthropic SDK (through ``AnthropicLLM``) meets them.
+
+The faults are keyed by (prompt, attempt), not by arrival order, so which task meets which fault is
+the same on every run however the requests interleave. The test therefore predicts, from the same
+seeded function, exactly which tasks succeed after a retry and which fail, and checks the run, the
+trace, the server's request counts and a second run against that prediction.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_messages_api import FakeMessagesAPI, Fault
+
+from llmtaskgraph import LLMTask, PythonTask, TaskGraph, TaskGraphError
+from llmtaskgraph.cli import main
+from llmtaskgraph.llm import AnthropicLLM
+
+SEED = 4
+TASKS = 40
+MAX_RETRIES = 1
+TIMEOUT = 1.5  # generous, so a loaded CI machine never times out a normal reply
+FAULTS: list[tuple[str, float, Fault | None]] = [
+    ("429", 0.15, Fault.rate_limit(retry_after=0.01)),
+    ("529", 0.10, Fault.overloaded(retry_after=0.01)),
+    ("500", 0.10, Fault.server_error(retry_after=0.01)),
+    ("timeout", 0.07, Fault.slow(TIMEOUT * 3)),
+]
+MESSAGES = {
+    "429": r"^429 rate_limit_error: Number of requests has exceeded your rate limit \(after 1 retry\)",
+    "529": r"^529 overloaded_error: Overloaded \(after 1 retry\)",
+    "500": r"^500 api_error: Internal server error \(after 1 retry\)",
+    "timeout": rf"^timeout: no reply within {TIMEOUT} s \(after 1 retry\)",
+}
+
+
+def fault_for(prompt: str, attempt: int) -> str | None:
+    """The fault the ``attempt``-th request for ``prompt`` meets (None: a normal reply)."""
+    x = random.Random(f"{SEED}:{prompt}:{attempt}").random()
+    for name, p, _ in FAULTS:
+        if x < p:
+            return name
+        x -= p
+    return None
+
+
+class KeyedFaults:
+    """A ``fault_fn`` for the server: counts the attempts per prompt and applies :func:`fault_for`."""
+
+    def __init__(self) -> None:
+        self.attempts: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+
+    def __call__(self, n: int, body: dict[str, Any]) -> Fault | None:
+        prompt = str(body["messages"][-1]["content"])
+        name = fault_for(prompt, self.attempts[prompt])
+        self.attempts[prompt] += 1
+        if name is None:
+            return None
+        self.injected[name] += 1
+        return next(f for kind, _, f in FAULTS if kind == name)
+
+
+def predicted(i: int) -> tuple[str, int, str | None]:
+    """(outcome, attempts, last fault) for task ``i``: done after 0..MAX_RETRIES faults, else failed."""
+    prompt = f"question {i}"
+    for attempt in range(MAX_RETRIES + 1):
+        fault = fault_for(prompt, attempt)
+        if fault is None:
+            return "done", attempt + 1, None
+    return "failed", MAX_RETRIES + 1, fault
+
+
+def build(calls: Counter[str]) -> tuple[TaskGraph, dict[str, Callable[..., Any]]]:
+    graph = TaskGraph()
+    uses = []
+    for i in range(TASKS):
+        number = graph.add_task(PythonTask("number", id=f"n{i}", name=str(i)))
+        ask = graph.add_task(LLMTask("ask", "keep", number, id=f"ask{i}", params={"max_tokens": 50}))
+        uses.append(graph.add_task(PythonTask("use", ask, id=f"use{i}")))
+    graph.add_output_task(PythonTask("join", *uses, id="join"))
+
+    def counted(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            calls[name] += 1
+            return fn(*args)
+        return call
+
+    registry = {
+        "number": lambda ctx: int(str(ctx.task.name)),
+        "ask": lambda ctx, i: f"question {i}",
+        "keep": lambda ctx, text: text,
+        "use": lambda ctx, text: len(text),
+        "join": lambda ctx, *lengths: sum(lengths),
+    }
+    return graph, {name: counted(name, fn) for name, fn in registry.items()}
+
+
+def test_a_seeded_fault_mix_then_a_second_run_that_completes_only_the_failed_tasks(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    plan = {i: predicted(i) for i in range(TASKS)}
+    failed = {i for i, (outcome, _, _) in plan.items() if outcome == "failed"}
+    retried = {i for i, (outcome, attempts, _) in plan.items() if outcome == "done" and attempts > 1}
+    assert failed and retried and {plan[i][2] for i in failed} == {"429", "529", "500", "timeout"}  # the seed covers all
+
+    faults = KeyedFaults()
+    fake_api.fault_fn = faults
+    calls: Counter[str] = Counter()
+    graph, registry = build(calls)
+    llm = make_llm(timeout=TIMEOUT, max_retries=MAX_RETRIES)
+    with pytest.raises(TaskGraphError) as caught:
+        graph.run(registry, llm=llm, max_concurrency=16)
+    trace = tmp_path / "trace.json"
+    graph.save(trace)
+
+    # Every LLM task is done, or failed with the API's error, as predicted.
+    for i, (outcome, attempts, fault) in plan.items():
+        task = graph.tasks[f"ask{i}"]
+        assert task.status == outcome, (i, plan[i])
+        if outcome == "failed":
+            assert task.error is not None and task.error.type == "LLMCallError" and task.error.stage == "call"
+            assert re.match(MESSAGES[str(fault)], task.error.message), task.error.message
+            assert graph.tasks[f"use{i}"].status == "blocked"
+        else:
+            assert task.response is not None and task.response["retries"] == attempts - 1
+            assert graph.tasks[f"use{i}"].status == "done"
+    assert graph.tasks["join"].status == "blocked"
+    assert {path for path, _ in caught.value.failed} == {f"ask{i}" for i in failed}
+    # Retries are counted in the trace and match what the server saw.
+    assert graph.usage().retries == len(retried) == sum(plan[i][1] - 1 for i in retried)
+    assert fake_api.count == sum(attempts for _, attempts, _ in plan.values())
+    assert sum(faults.injected.values()) == len(retried) + len(failed) * (MAX_RETRIES + 1)
+    assert set(faults.injected) == {"429", "529", "500", "timeout"}
+
+    # The saved trace is valid JSON and loads; the CLI shows the failures.
+    data = json.loads(trace.read_text(encoding="utf-8"))
+    assert sum(t["status"] == "failed" for t in data["tasks"]) == len(failed)
+    assert main(["show", str(trace)]) == 0
+    shown = capsys.readouterr().out
+    assert f"{len(failed)} failed" in shown and f"{len(retried)} retries" in shown
+
+    # Second run, API healthy: exactly one request per failed task, nothing done is repeated.
+    fake_api.reset()
+    fake_api.fault_fn = None
+    calls.clear()
+    resumed = TaskGraph.load(trace)
+    total = resumed.run(registry, llm=make_llm(timeout=TIMEOUT, max_retries=MAX_RETRIES), max_concurrency=16)
+    assert fake_api.count == len(failed)
+    assert sorted(b["messages"][-1]["content"] for b in fake_api.bodies()) == sorted(f"question {i}" for i in failed)
+    assert calls == Counter({"keep": len(failed), "use": len(failed), "join": 1})
+    assert all(t.status == "done" for t in resumed.tasks.values())
+    assert total == sum(len(f"echo: question {i}") for i in range(TASKS))
+    with capsys.disabled():
+        print(f"\nfault injection: {dict(faults.injected)} injected over {sum(faults.attempts.values())} requests; "
+              f"{TASKS - len(retried) - len(failed)} tasks clean, {len(retried)} done after a retry, "
+              f"{len(failed)} failed and then completed by the second run")
