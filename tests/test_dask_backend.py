@@ -76,11 +76,15 @@ def slow_logged(ctx: Any, *deps: Any) -> str:
     """Sleeps, then appends its task id to the log, so repeated executions can be counted."""
     time.sleep(ctx.graph_input["sleep"])
     with open(ctx.graph_input["log"], "a") as f:
-        f.write(ctx.task_id + "\n")
-    return ctx.task_id
+        f.write(ctx.task.id + "\n")
+    return ctx.task.id
 
 
-REGISTRY = {f.__name__: f for f in (source, square, total, offset, prompt, parse, burn, explode, slow_logged)}
+def spawn(ctx: Any) -> None:
+    ctx.add_task(PythonTask("offset", key="offset"))
+
+
+REGISTRY = {f.__name__: f for f in (source, square, total, offset, prompt, parse, burn, explode, slow_logged, spawn)}
 
 
 def pipeline() -> TaskGraph:
@@ -152,6 +156,26 @@ def test_a_task_raising_on_a_worker_is_failed_with_its_traceback(client: Client)
     assert "in explode" in error.traceback and 'raise ValueError("boom on the worker")' in error.traceback
     assert graph.tasks["after_bad"].status == "blocked"
     assert graph.tasks["independent"].status == "done" and graph.tasks["independent"].output == [0, 1, 2]
+
+
+async def test_an_asynchronous_client_on_the_runs_loop(client: Client) -> None:
+    async with Client(client.scheduler.address, asynchronous=True) as aclient:
+        graph = pipeline()
+        await graph.arun(REGISTRY, llm=OfflineLLM(), backend=DaskBackend(aclient), progress=False)
+    local = pipeline()
+    await local.arun(REGISTRY, llm=OfflineLLM(), progress=False)
+    assert comparable(graph) == comparable(local)
+
+
+def test_functions_that_add_tasks_must_stay_on_the_driver(client: Client) -> None:
+    graph = TaskGraph()
+    graph.add_task(PythonTask("spawn"))
+    with pytest.raises(TaskGraphError):
+        graph.run(REGISTRY, llm=OfflineLLM(), backend=DaskBackend(client), progress=False)
+    error = graph.tasks["spawn"].error
+    assert error is not None and "runs on a Dask worker" in error.message and "local=" in error.message
+    graph.run(REGISTRY, llm=OfflineLLM(), backend=DaskBackend(client, local=["spawn"]), progress=False)
+    assert graph.tasks["spawn/offset"].output == 7  # the child itself ran on a worker
 
 
 def test_local_functions_stay_on_the_driver(client: Client) -> None:

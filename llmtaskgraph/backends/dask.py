@@ -7,7 +7,7 @@ Functions are looked up in the registry on the driver and shipped with each task
 a worker needs no registry, only what the functions import. Functions defined in an importable
 module are shipped by reference: that module must be importable on the workers too. Functions
 defined in ``__main__`` or a notebook are shipped by value. On a worker a function receives a
-:class:`WorkerContext` (graph input, task id) instead of the driver's :class:`TaskContext`: it cannot
+:class:`WorkerContext` (``graph_input``, ``task.id``, ``task.name``) instead of the driver's :class:`TaskContext`: it cannot
 add tasks, so list such creator functions in ``local=`` to keep them on the driver.
 """
 
@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import uuid
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,15 +25,24 @@ if TYPE_CHECKING:
 
     from ..context import TaskContext
 
-__all__ = ["DaskBackend", "WorkerContext"]
+__all__ = ["DaskBackend", "TaskRef", "WorkerContext"]
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A worker's view of the running task: its id and name (the task object stays on the driver)."""
+
+    id: str
+    name: str | None
 
 
 class WorkerContext:
     """What a function running on a Dask worker sees as its ``ctx``."""
 
-    def __init__(self, task_id: str, stage: str, graph_input: Any) -> None:
-        self.task_id = task_id
-        """Id of the task whose function runs (the task object itself stays on the driver)."""
+    def __init__(self, task: TaskRef, stage: str, graph_input: Any) -> None:
+        self.task = task
+        """``ctx.task.id`` and ``ctx.task.name`` work as on the driver."""
+        self.task_id = task.id
         self.stage = stage
         self._graph_input = graph_input
         self.read_graph_input = False
@@ -51,10 +61,10 @@ class WorkerContext:
     add_output_task = add_task
 
 
-def _call_on_worker(fn: Callable[..., Any], task_id: str, stage: str, graph_input: Any,
+def _call_on_worker(fn: Callable[..., Any], task: TaskRef, stage: str, graph_input: Any,
                     args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, bool]:
     """Runs in the worker process: the registry function, awaited there if it is async."""
-    ctx = WorkerContext(task_id, stage, graph_input)
+    ctx = WorkerContext(task, stage, graph_input)
     result = fn(ctx, *args, **kwargs)
     if inspect.isawaitable(result):
         async def wait() -> Any:
@@ -84,7 +94,7 @@ class DaskBackend:
     async def run(self, fn_name: str, fn: Callable[..., Any], ctx: TaskContext, args: list[Any], kwargs: dict[str, Any]) -> Any:
         task_id = str(ctx.task.id)
         future: Any = self.client.submit(
-            _call_on_worker, fn, task_id, ctx.stage, ctx._graph.graph_input, args, kwargs,
+            _call_on_worker, fn, TaskRef(task_id, ctx.task.name), ctx.stage, ctx._graph.graph_input, args, kwargs,
             key=f"{fn_name}-{task_id}-{uuid.uuid4().hex[:12]}", pure=False, retries=self.retries,
         )
         try:
