@@ -2,7 +2,7 @@
 
 ::
 
-    llmtaskgraph run MODULE:FUNCTION [-o trace.json] [--resume] [--input JSON] [--llm offline]
+    llmtaskgraph run MODULE:FUNCTION [-o trace.json] [--resume] [--input JSON] [--llm offline] [--checkpoint-every N]
     llmtaskgraph show TRACE
     llmtaskgraph report TRACE [-o report.html]
     llmtaskgraph diff A B [--all]
@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-concurrency", type=int, metavar="N", help="LLM calls in flight at once")
     run.add_argument("--max-tasks", type=int, metavar="N", help="stop after executing N tasks")
     run.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new task after this long")
+    run.add_argument("--checkpoint-every", type=int, metavar="N",
+                     help="also save the trace (atomically) after every N finished tasks, so a killed run can resume")
+    run.add_argument("--checkpoint-seconds", type=float, metavar="SECONDS",
+                     help="also save the trace when this many seconds passed since the last save")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display and no summary table")
     run.set_defaults(command=_cmd_run)
 
@@ -106,9 +110,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise CLIError(f"--input is not valid JSON: {exc}") from exc
     options: dict[str, Any] = {"llm": _make_llm(args.llm), "progress": False if args.quiet else None}
-    for name in ("max_concurrency", "max_tasks", "timeout"):
+    for name in ("max_concurrency", "max_tasks", "timeout", "checkpoint_every", "checkpoint_seconds"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
+    if args.checkpoint_every is not None or args.checkpoint_seconds is not None:
+        options["checkpoint"] = out
     code = EXIT_OK
     try:
         graph.run(registry, **options)

@@ -68,7 +68,7 @@ def missing_functions():
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "graphs.py").write_text(GRAPHS)
     monkeypatch.chdir(tmp_path)
-    for name in ("graphs", "hostile", "broken_mod"):  # main() runs in this process: import each test's own
+    for name in ("graphs", "hostile", "broken_mod", "chain"):  # main() runs in this process: import each test's own
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -244,3 +244,31 @@ def test_the_installed_entry_point(project: Path) -> None:
     assert bad.returncode == 2 and bad.stderr == "llmtaskgraph: error: `missing.json` does not exist\n"
     usage = subprocess.run([script, "frobnicate"], capture_output=True, text=True)
     assert usage.returncode == 2 and "invalid choice: 'frobnicate'" in usage.stderr
+
+
+def test_run_checkpoints_the_trace_while_it_runs(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "chain.py").write_text(textwrap.dedent('''
+        import json
+        from pathlib import Path
+        from llmtaskgraph import PythonTask, TaskGraph
+
+        def peek(ctx, *previous):
+            """Reads the checkpoint as it stands while this task runs: how many tasks were done then."""
+            path = Path(ctx.graph_input)
+            data = json.loads(path.read_text()) if path.exists() else {"tasks": []}
+            return sum(t["status"] == "done" for t in data["tasks"])
+
+        def build():
+            graph = TaskGraph("chain.json")
+            last = None
+            for i in range(5):
+                last = graph.add_task(PythonTask("peek", *([last] if last else []), id=f"p{i}"))
+            return graph, {"peek": peek}
+    '''))
+    code, _, err = run_cli(capsys, "run", "chain:build", "-o", "chain.json", "--checkpoint-every", "1", "-q")
+    assert code == 0, err
+    seen = [TaskGraph.load(project / "chain.json").tasks[f"p{i}"].output for i in range(5)]
+    assert seen == [0, 1, 2, 3, 4]  # each task found the ones before it already saved
+    code, _, err = run_cli(capsys, "run", "chain:build", "-o", "other.json", "-q", "--input", '"other.json"')
+    assert code == 0, err
+    assert [TaskGraph.load(project / "other.json").tasks[f"p{i}"].output for i in range(5)] == [0] * 5
