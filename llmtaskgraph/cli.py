@@ -10,7 +10,8 @@
 ``run`` calls ``FUNCTION()`` from ``MODULE`` (a dotted module name importable from the current
 folder, or a path to a ``.py`` file); it must return ``(graph, registry)``: a :class:`TaskGraph`
 and the mapping of names to functions it needs. The trace is saved even when tasks fail or the run
-is interrupted, and ``--resume`` continues from it without repeating finished tasks.
+is interrupted (and every 10 s while it runs, or as ``--checkpoint-*`` say), and ``--resume``
+continues from it without repeating finished tasks.
 
 Exit codes: 0 success; 1 the run had failed tasks (``run``) or the traces differ (``diff``);
 2 a usage error or a file that is missing, unreadable or not a valid trace (the message says which
@@ -113,8 +114,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for name in ("max_concurrency", "max_tasks", "timeout", "checkpoint_every", "checkpoint_seconds"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    if args.checkpoint_every is not None or args.checkpoint_seconds is not None:
-        options["checkpoint"] = out
+    options["checkpoint"] = out  # saved as it goes (every 10 s unless told otherwise): a killed run can resume
     code = EXIT_OK
     try:
         graph.run(registry, **options)
