@@ -360,11 +360,13 @@ def task_html(task: Task, limits: Limits | None = None) -> str:
     response = rec.response or {}
     if response:
         rows.append(_section("reply (edited)" if response.get("edited") else "reply", str(response.get("text", "")), limit))
-        usage = response.get("usage") or {}
+        usage = response.get("usage")
+        usage = usage if isinstance(usage, dict) else {}  # a hand-edited trace may hold anything here
         facts = [e(f"{k.replace('_tokens', '')} {v:,} tokens") for k, v in usage.items() if isinstance(v, int)]
         facts += [e(f"{k} {response[k]}") for k in ("model", "backend", "stop_reason") if response.get(k)]
-        if response.get("latency") is not None:
-            facts.append(f'latency <span class="ltg-time">{float(response["latency"]):.2f} s</span>')
+        latency = response.get("latency")
+        if isinstance(latency, (int, float)) and not isinstance(latency, bool):
+            facts.append(f'latency <span class="ltg-time">{float(latency):.2f} s</span>')
         if response.get("retries"):
             facts.append(e(f"{response['retries']} retries"))
         rows.append(f"<tr><th>call</th><td>{' · '.join(facts)}</td></tr>")

@@ -45,7 +45,8 @@ class Usage:
         self.by_model.setdefault(model, Usage())._add(response)
 
     def _add(self, response: dict[str, Any]) -> None:
-        usage = response.get("usage") or {}
+        usage = response.get("usage")
+        usage = usage if isinstance(usage, dict) else {}  # a hand-edited trace may hold anything here
         self.calls += 1
         self.input_tokens += _int(usage.get("input_tokens"))
         self.output_tokens += _int(usage.get("output_tokens"))

@@ -216,6 +216,8 @@ def mutate(data: Any, rng: random.Random) -> str:
             ti[field] = rng.choice([
                 "running", "done", "weird", {"run": "x", "call": 1}, ["parse", "format"], ["zzz"],
                 {"type": "E", "message": "m"}, {"type": 1}, {"text": "t", "usage": {"input_tokens": "many"}},
+                {"text": "t", "backend": "x", "usage": "many", "latency": "slow", "retries": "x", "model": ["m"]},
+                {"text": "t", "backend": 1, "usage": {"output_tokens": True}, "latency": True, "retries": -5},
                 -1, True, 10**30, float("nan"), float("-inf"), {"tasks": []}, {"tasks": "no"}, {"messages": []},
                 [{"role": "user"}], _odd_value(rng),
             ])
