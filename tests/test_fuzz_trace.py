@@ -40,6 +40,7 @@ from llmtaskgraph import (
     TaskGraphTask,
 )
 from llmtaskgraph.cli import print_table
+from llmtaskgraph.diff import diff_graphs
 from llmtaskgraph.report import _task_details, render_report
 from llmtaskgraph.summary import task_rows
 
@@ -328,6 +329,7 @@ def check_loaded(graph: TaskGraph, outcomes: Counter[str], draw: bool = True) ->
     data = graph.to_json()
     json.dumps(data, ensure_ascii=False, allow_nan=False).encode("utf-8")  # what save() writes
     assert TaskGraph.from_json(data).to_json() == data
+    assert not diff_graphs(graph, TaskGraph.from_json(data), all_fields=True)
     if draw:
         render_report(graph)
     else:
