@@ -15,11 +15,13 @@ from html import escape
 from typing import TYPE_CHECKING
 
 from .render import STATUS_COLOURS, Limits, graph_html, task_html
-from .summary import TaskRow, Totals, intervals, task_rows, totals, utc_time
+from .summary import TaskRow, Totals, intervals, leaf_spans, running_counts, task_rows, totals, utc_time
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
 
+MAX_TIMELINE_ROWS = 500
+"""Tasks drawn in the timeline (the first to start); the running-at-once line always covers all."""
 _LIMITS = Limits(max_tasks=400, max_chars=200_000)
 """A report is read at leisure: draw more of the graph and cut texts later than a notebook does."""
 
@@ -115,30 +117,43 @@ def _graph_drawing(graph: TaskGraph) -> str:
 
 
 def _timeline(rows: list[TaskRow], sums: Totals) -> str:
-    spans = intervals(rows)
+    """One bar per task from its start to its finish, under a step line of how many tasks ran at once."""
+    spans = sorted(intervals(rows), key=lambda span: (span[1], span[2]))
     if not spans or sums.started_at is None or sums.finished_at is None:
         return '<p class="muted">No task has both a start and a finish time yet.</p>'
     t0 = min(s for _, s, _ in spans)
     total = max(max(f for _, _, f in spans) - t0, 1e-9)
-    label_w, plot_w, row_h = 220, 640, 16
-    height = row_h * len(spans) + 24
+    shown = spans[:MAX_TIMELINE_ROWS]
+    label_w, plot_w, row_h, strip_h = 220, 640, 16, 40
+    top = strip_h + 10
+    height = top + row_h * len(shown) + 24
     scale = plot_w / total
     out = [f'<svg class="timeline" width="{label_w + plot_w + 10}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
-    for i, (row, start, finish) in enumerate(sorted(spans, key=lambda span: (span[1], span[2]))):
-        y = i * row_h
+    steps = running_counts(leaf_spans(rows))
+    peak = max(sums.max_concurrency, 1)
+    points, last = [], 0
+    for t, running in steps:
+        x = label_w + (t - t0) * scale
+        points += [f"{x:.1f},{strip_h - last * strip_h / peak:.1f}", f"{x:.1f},{strip_h - running * strip_h / peak:.1f}"]
+        last = running
+    out.append(f'<text x="0" y="14">running at once</text><text x="0" y="{strip_h}">(at most {sums.max_concurrency})</text>')
+    out.append(f'<polyline class="running" points="{" ".join(points)}" fill="none" stroke="#1565c0" stroke-width="1.5"/>')
+    for i, (row, start, finish) in enumerate(shown):
+        y = top + i * row_h
         x = label_w + (start - t0) * scale
         w = max((finish - start) * scale, 1.5)
         colour = STATUS_COLOURS.get(row.task.status, "#ffffff")
-        path = escape(row.path)
         tip = escape(f"{row.path}: {row.task.status}, {finish - start:.3f} s, from +{start - t0:.3f} s")
-        label = escape(_shorten(row.path, 30))
-        out.append(f'<text x="0" y="{y + 12}">{label}</text>')
-        out.append(f'<rect class="bar" data-path="{path}" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" height="{row_h - 4}" '
-                   f'fill="{colour}"><title>{tip}</title></rect>')
-    axis_y = row_h * len(spans) + 16
+        out.append(f'<text x="0" y="{y + 12}">{escape(_shorten(row.path, 30))}</text>')
+        out.append(f'<rect class="bar" data-path="{escape(row.path)}" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" '
+                   f'height="{row_h - 4}" fill="{colour}" stroke="#616161" stroke-width="0.5"><title>{tip}</title></rect>')
+    axis_y = top + row_h * len(shown) + 16
     out.append(f'<text x="{label_w}" y="{axis_y}">0 s</text>')
     out.append(f'<text x="{label_w + plot_w - 60}" y="{axis_y}">{total:.3f} s</text>')
     out.append("</svg>")
+    if len(spans) > len(shown):
+        out.append(f'<p class="muted">{len(spans) - len(shown):,} later tasks are not drawn in the timeline '
+                   "(they are all listed below).</p>")
     return "".join(out)
 
 

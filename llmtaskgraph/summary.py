@@ -90,14 +90,29 @@ def intervals(rows: list[TaskRow]) -> list[tuple[TaskRow, float, float]]:
     return found
 
 
-def max_concurrency(spans: list[tuple[float, float]]) -> int:
-    """Most spans open at one instant; a span ending exactly when another starts does not overlap it."""
+def running_counts(spans: list[tuple[float, float]]) -> list[tuple[float, int]]:
+    """(time, tasks running from then on) at every start or finish; a span ending exactly when another
+    starts does not overlap it."""
     events = sorted([(s, 1) for s, _ in spans] + [(f, -1) for _, f in spans], key=lambda e: (e[0], e[1]))
-    best = cur = 0
-    for _, step in events:
-        cur += step
-        best = max(best, cur)
-    return best
+    steps: list[tuple[float, int]] = []
+    running = 0
+    for t, step in events:
+        running += step
+        if steps and steps[-1][0] == t:
+            steps[-1] = (t, running)
+        else:
+            steps.append((t, running))
+    return steps
+
+
+def max_concurrency(spans: list[tuple[float, float]]) -> int:
+    """Most spans open at one instant."""
+    return max((running for _, running in running_counts(spans)), default=0)
+
+
+def leaf_spans(rows: list[TaskRow]) -> list[tuple[float, float]]:
+    """Start/finish of the tasks that do work: a sub-graph task is "running" while its own tasks run."""
+    return [(s, f) for row, s, f in intervals(rows) if not isinstance(row.task, TaskGraphTask)]
 
 
 def totals(graph: TaskGraph, rows: list[TaskRow] | None = None) -> Totals:
@@ -106,8 +121,7 @@ def totals(graph: TaskGraph, rows: list[TaskRow] | None = None) -> Totals:
     out = Totals(tasks=len(rows), usage=graph_usage(graph))
     for row in rows:
         out.by_status[row.task.status] += 1
-    # Only leaf tasks count towards concurrency: a sub-graph task is "running" while its tasks run.
-    spans = [(s, f) for row, s, f in intervals(rows) if not isinstance(row.task, TaskGraphTask)]
+    spans = leaf_spans(rows)
     if spans:
         out.started_at = min(s for s, _ in spans)
         out.finished_at = max(f for _, f in spans)

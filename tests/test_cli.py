@@ -272,3 +272,17 @@ def test_run_checkpoints_the_trace_while_it_runs(project: Path, capsys: pytest.C
     code, _, err = run_cli(capsys, "run", "chain:build", "-o", "other.json", "-q", "--input", '"other.json"')
     assert code == 0, err
     assert [TaskGraph.load(project / "other.json").tasks[f"p{i}"].output for i in range(5)] == [0] * 5
+
+
+def test_a_big_trace_reports_every_task_but_draws_the_first_500_in_the_timeline(tmp_path: Path) -> None:
+    from llmtaskgraph import PythonTask
+    from llmtaskgraph.report import MAX_TIMELINE_ROWS, render_report
+
+    graph = TaskGraph()
+    for i in range(MAX_TIMELINE_ROWS + 100):
+        graph.add_task(PythonTask("f", id=f"t{i}"))
+    graph.run({"f": lambda ctx: 1}, progress=False)
+    page = render_report(graph)
+    assert page.count('<details data-path="') == MAX_TIMELINE_ROWS + 100
+    assert page.count('<rect class="bar"') == MAX_TIMELINE_ROWS
+    assert "100 later tasks are not drawn in the timeline" in page

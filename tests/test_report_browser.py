@@ -73,6 +73,7 @@ def test_the_report_opens_offline_without_errors_and_shows_the_graph_and_task_de
             assert page.locator("#graph svg").is_visible()
             drawn = page.locator('#graph g.node[id^="task:"]')
             assert drawn.count() == len(rows)  # every task is drawn, sub-graph and run-time children included
+            assert page.locator("#timeline polyline.running").count() == 1  # how many ran at once, over time
             bars = page.locator("#timeline rect.bar")
             assert bars.count() == len(rows)
             spans = {bars.nth(i).get_attribute("data-path"): bars.nth(i).bounding_box() for i in range(bars.count())}
