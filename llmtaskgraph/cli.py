@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from .errors import InvalidTraceError, MissingFunctionError, TaskGraphError
+from .errors import GraphValidationError, InvalidTraceError, MissingFunctionError, TaskGraphError
 from .graph import TaskGraph
 from .summary import task_rows, totals, utc_time
 
@@ -69,12 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", metavar="JSON", help="set the graph input to this JSON value")
     run.add_argument("--llm", choices=("auto", "offline", "anthropic"), default="auto",
                      help="LLM backend (auto: anthropic when ANTHROPIC_API_KEY is set, else offline)")
-    run.add_argument("--max-concurrency", type=int, metavar="N", help="LLM calls in flight at once")
-    run.add_argument("--max-tasks", type=int, metavar="N", help="stop after executing N tasks")
-    run.add_argument("--timeout", type=float, metavar="SECONDS", help="start no new task after this long")
-    run.add_argument("--checkpoint-every", type=int, metavar="N",
+    run.add_argument("--max-concurrency", type=_positive(int), metavar="N", help="LLM calls in flight at once")
+    run.add_argument("--max-tasks", type=_positive(int), metavar="N", help="stop after executing N tasks")
+    run.add_argument("--timeout", type=_positive(float), metavar="SECONDS", help="start no new task after this long")
+    run.add_argument("--checkpoint-every", type=_positive(int), metavar="N",
                      help="also save the trace (atomically) after every N finished tasks, so a killed run can resume")
-    run.add_argument("--checkpoint-seconds", type=float, metavar="SECONDS",
+    run.add_argument("--checkpoint-seconds", type=_positive(float), metavar="SECONDS",
                      help="also save the trace when this many seconds passed since the last save")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display and no summary table")
     run.set_defaults(command=_cmd_run)
@@ -120,6 +120,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         graph.run(registry, **options)
     except MissingFunctionError as exc:  # checked before anything runs: there is nothing to save
         raise CLIError(str(exc)) from exc
+    except GraphValidationError as exc:  # e.g. a task added at run time with a clashing id
+        _save(graph, out)
+        raise CLIError(f"{exc} (the trace is saved to {out})") from exc
     except TaskGraphError as exc:
         print(str(exc), file=sys.stderr)
         code = EXIT_FAILED
@@ -255,8 +258,26 @@ def _make_llm(choice: str) -> Any:
             from .llm.anthropic import AnthropicLLM
         except ImportError as exc:
             raise CLIError(f"the anthropic backend needs `pip install \"llmtaskgraph[anthropic]\"` ({exc})") from exc
-        return AnthropicLLM()
+        try:
+            return AnthropicLLM()
+        except ValueError as exc:  # no API key
+            raise CLIError(str(exc)) from exc
     return None
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` (int or float), greater than zero."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    return parse
 
 
 def terminal_safe(text: str) -> str:

@@ -286,3 +286,30 @@ def test_a_big_trace_reports_every_task_but_draws_the_first_500_in_the_timeline(
     assert page.count('<details data-path="') == MAX_TIMELINE_ROWS + 100
     assert page.count('<rect class="bar"') == MAX_TIMELINE_ROWS
     assert "100 later tasks are not drawn in the timeline" in page
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--max-concurrency", "0"], "argument --max-concurrency: must be greater than 0, got 0"),
+    (["--checkpoint-every", "x"], "argument --checkpoint-every: expected a number, got 'x'"),
+])
+def test_bad_run_options_are_usage_errors(
+    project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse's own exit, status 2, before anything runs
+        main(["run", "graphs:build", "--llm", "offline", *args])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert calls(project) == []
+
+
+def test_bad_input_json_is_a_usage_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "run", "graphs:build", "--llm", "offline", "--input", "{nope")
+    assert code == 2 and "--input is not valid JSON" in err and calls(project) == []
+
+
+def test_the_anthropic_backend_without_a_key_is_a_clear_error(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    code, _, err = run_cli(capsys, "run", "graphs:build", "--llm", "anthropic")
+    assert code == 2 and "AnthropicLLM needs an API key: set ANTHROPIC_API_KEY" in err and "Traceback" not in err
