@@ -15,7 +15,7 @@ import time
 import traceback
 import warnings
 from collections import Counter, deque
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -155,20 +155,18 @@ class _Shared:
             self.executor = ThreadPoolExecutor(self.options.max_workers, thread_name_prefix="llmtaskgraph")
         return asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
-    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Await an async function on the loop; run a plain one in a worker thread."""
+    def start(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """Start ``fn``: an async function as a coroutine for the loop, a plain one in a worker thread.
+
+        Returns the awaitable itself rather than being a coroutine, which saves a frame per task.
+        """
         is_async = self.is_async.get(fn)
         if is_async is None:
             # also catches callable objects whose __call__ is async
             is_async = self.is_async[fn] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
                 type(fn).__call__
             )
-        result = fn(*args, **kwargs) if is_async else self.run_sync_fn(fn, *args, **kwargs)
-        result = await result
-        # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
-        if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):
-            result = await result
-        return result
+        return fn(*args, **kwargs) if is_async else self.run_sync_fn(fn, *args, **kwargs)
 
 
 _JSON_TYPES = (str, int, float, list, dict, type(None))
@@ -454,7 +452,7 @@ class Run:
         self.shared.emit("task_failed", path, task)
         self._finish(task, "failed")
 
-    async def _stage(self, task: Task, stage: str, fn_name: str, *args: Any, **kwargs: Any) -> tuple[Any, bool]:
+    async def _stage(self, task: Task, stage: str, fn_name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, bool]:
         """Call a registry function for one stage; returns its JSON-checked result and whether it read the input."""
         fn = lookup(self.shared.registry, fn_name)
         if fn is None:
@@ -465,9 +463,12 @@ class Run:
         backend = self.shared.options.backend
         try:
             if backend is not None and stage == "run" and backend.handles(fn_name):
-                result = await backend.run(fn_name, fn, ctx, list(args), kwargs)
+                result = await backend.run(fn_name, fn, ctx, args, kwargs)
             else:
-                result = await self.shared.call(fn, ctx, *args, **kwargs)
+                result = await self.shared.start(fn, ctx, *args, **kwargs)
+            # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
+            if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):
+                result = await result
             check_json(result, f"`{fn_name}` ({stage} of task `{task.id}`)", "prompt" if stage == "format" else "output")
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
@@ -489,7 +490,7 @@ class Run:
     async def _run_python(self, task: PythonTask) -> None:
         inputs_fp = self._inputs_fp(task)
         args, kwargs = self._dep_outputs(task)
-        output, reads = await self._stage(task, "run", task.fn_name, *args, **kwargs)
+        output, reads = await self._stage(task, "run", task.fn_name, args, kwargs)
         task.record.set_output(output)
         task.record.fingerprints["run"] = self._fp(task, "run", task.fn_name, inputs_fp, reads)
 
@@ -498,7 +499,7 @@ class Run:
         if start == "format":
             inputs_fp = self._inputs_fp(task)
             args, kwargs = self._dep_outputs(task)
-            prompt, reads = await self._stage(task, "format", task.formatter_name, *args, **kwargs)
+            prompt, reads = await self._stage(task, "format", task.formatter_name, args, kwargs)
             rec.prompt = prompt
             rec.fingerprints["format"] = self._fp(task, "format", task.formatter_name, inputs_fp, reads)
         try:
@@ -513,7 +514,7 @@ class Run:
         text = (rec.response or {}).get("text")
         parse_inputs = digest(text)
         if rec.fingerprints.get("parse") != self._fp(task, "parse", task.parser_name, parse_inputs):
-            output, reads = await self._stage(task, "parse", task.parser_name, text)
+            output, reads = await self._stage(task, "parse", task.parser_name, [text], {})
             rec.set_output(output)
             rec.fingerprints["parse"] = self._fp(task, "parse", task.parser_name, parse_inputs, reads)
 
@@ -553,7 +554,7 @@ class Run:
         input_memoized = rec.fingerprints.get("input") == self._fp(task, "input", task.input_formatter_name, inputs_fp)
         if not input_memoized:
             args, kwargs = self._dep_outputs(task)
-            sub_input, reads = await self._stage(task, "input", task.input_formatter_name, *args, **kwargs)
+            sub_input, reads = await self._stage(task, "input", task.input_formatter_name, args, kwargs)
             sub.graph_input = sub_input
             rec.fingerprints["input"] = self._fp(task, "input", task.input_formatter_name, inputs_fp, reads)
         rec.fingerprints.pop("subgraph", None)
