@@ -423,6 +423,10 @@ class Run:
             rec.finished_at = time.time()
             self._fail(task, exc)
             return
+        except Exception as exc:  # a fault outside any registry function (a broken cache, say): never hang the run
+            rec.finished_at = time.time()
+            self._fail(task, _StageError(start, exc))
+            return
         rec.status = "done"
         rec.finished_at = time.time()
         self.shared.emit("task_finished", path, task)

@@ -482,3 +482,18 @@ def test_a_fully_memoized_subgraph_counts_as_reused_not_executed():
     assert graph.last_run.executed == ["outer", "outer > sub", "outer > sub > inc"]
     graph.run(SUB_REGISTRY)
     assert graph.last_run.executed == [] and graph.last_run.reused == 3
+
+
+def test_an_error_outside_any_registry_function_fails_the_task_instead_of_hanging():
+    class BrokenLLM:
+        kind = "broken"
+
+        async def complete(self, request):
+            return "not an LLMResponse"  # the scheduler's own handling of it fails, not a stage function
+
+    graph = TaskGraph()
+    graph.add_task(LLMTask("fmt", "parse", name="ask"))
+    graph.add_task(PythonTask("other"))
+    with pytest.raises(TaskGraphError, match="`ask`: AttributeError"):
+        graph.run({"fmt": lambda ctx: "hi", "parse": lambda ctx, t: t, "other": lambda ctx: 1}, llm=BrokenLLM(), timeout=10)
+    assert graph.tasks["other"].status == "done"
