@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.command(args)
     except CLIError as exc:
-        print(f"llmtaskgraph: error: {exc}", file=sys.stderr)
+        print(f"llmtaskgraph: error: {terminal_safe(str(exc), keep_newlines=True)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `llmtaskgraph show t.json | head`
         sys.stderr.close()
@@ -124,7 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _save(graph, out)
         raise CLIError(f"{exc} (the trace is saved to {out})") from exc
     except TaskGraphError as exc:
-        print(str(exc), file=sys.stderr)
+        print(terminal_safe(str(exc), keep_newlines=True), file=sys.stderr)
         code = EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted; completed tasks are kept in the trace", file=sys.stderr)
@@ -280,10 +280,13 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def terminal_safe(text: str) -> str:
-    """``text`` with control characters shown as escapes, so a hostile trace cannot drive the terminal."""
+def terminal_safe(text: str, keep_newlines: bool = False) -> str:
+    """``text`` with control characters (and lone surrogates) shown as escapes, so a hostile trace
+    can neither drive the terminal nor make printing fail."""
     if text.isprintable():
         return text
+    if keep_newlines:
+        return "\n".join(terminal_safe(line) for line in text.split("\n"))
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 

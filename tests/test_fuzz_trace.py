@@ -48,6 +48,7 @@ from llmtaskgraph.summary import task_rows
 SEED = 20261124
 FROM_JSON_INPUTS = 1000
 LOAD_INPUTS = 500
+CLI_INPUTS = 150
 PER_INPUT_SECONDS = 10.0
 """A hang detector, not a speed claim: any single input taking this long is reported as a hang."""
 
@@ -412,7 +413,7 @@ def _has_nan(value: Any) -> bool:
 
 
 def _text_mutations(rng: random.Random, text: str) -> bytes:
-    kind = rng.randrange(11)
+    kind = rng.randrange(16)  # 0-9: damage the text; 10-15: mutate the structure and write valid JSON
     if kind == 0:
         return text[: rng.randrange(len(text))].encode()
     if kind == 1:
@@ -492,3 +493,36 @@ def test_numbers_json_cannot_write_are_refused_with_the_field() -> None:
         data["tasks"][0]["started_at"] = bad
         with pytest.raises(InvalidTraceError, match=r"tasks\[0\]\.started_at"):
             TaskGraph.from_json(data)
+
+
+def test_the_command_line_on_mutated_trace_files_exits_0_or_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmtaskgraph.cli import main
+
+    rng = random.Random(SEED + 2)
+    texts = [json.dumps(b, indent=1) for b in base_traces()]
+    good = tmp_path / "good.json"
+    good.write_text(texts[1])
+    for args in (["show", str(good)], ["report", str(good), "-o", str(tmp_path / "r.html")], ["diff", str(good), str(good)]):
+        assert main(args) == 0  # and imports what the commands use before the audit hook watches
+    capsys.readouterr()
+    codes: Counter[int] = Counter()
+    for n in range(CLI_INPUTS):
+        target = tmp_path / f"t{n}.json"
+        target.write_bytes(_text_mutations(rng, rng.choice(texts)))
+        for args in (["show", str(target)], ["report", str(target), "-o", str(tmp_path / "r.html")],
+                     ["diff", str(good), str(target)]):
+            with guarded() as events:
+                code = main(args)
+            out, err = capsys.readouterr()
+            assert not events
+            codes[code] += 1
+            if code == 2:
+                assert err.startswith("llmtaskgraph: error: ") and len(err.strip().splitlines()) == 1, err
+                assert str(target) in err
+            else:
+                assert code in (0, 1) and (code == 1) == (args[0] == "diff" and out != "no differences\n")
+    with capsys.disabled():
+        print(f"\nfuzz CLI: {CLI_INPUTS} files x show/report/diff; exit codes {dict(codes)}")
+    assert codes[2] and codes[0]
