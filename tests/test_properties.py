@@ -23,10 +23,12 @@ import json
 import re
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +45,15 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 GENERATED: Counter[str] = Counter()
-"""How many graphs each property saw; printed at the end of the session (see conftest-free hook below)."""
+"""What the properties saw (graphs, tasks, edits by kind); printed after the module's tests."""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_counts(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\nproperty tests generated: {dict(GENERATED)}")
 
 
 # -- the specs hypothesis draws ---------------------------------------------------------------------
@@ -352,7 +362,8 @@ def check_run_matches_model(graph: TaskGraph, log: list[tuple[str, str]], model:
 @SETTINGS
 @given(case=cases())
 def test_random_graphs_round_trip_replay_for_free_and_render(case: Case) -> None:
-    GENERATED["round trip + replay"] += 1
+    GENERATED["graphs (round trip + replay)"] += 1
+    GENERATED["tasks"] += len(all_tasks(case.specs))
     log: list[tuple[str, str]] = []
     registry: dict[str, Any] = {}
     graph = build(case.specs, log, registry, graph_input=case.graph_input, output=case.output)
@@ -389,12 +400,9 @@ def _without_subgraph_times(value: Any) -> Any:
 def edits(draw: st.DrawFn, case: Case) -> tuple[str, str, Any]:
     """(kind, task path, new value): kind is output, prompt, response or graph_input."""
     tasks = all_tasks(case.specs)
-    choices: list[tuple[str, str, list[Spec]]] = [("graph_input", "", [])]
-    for path, chain in tasks:
-        choices.append(("output", path, chain))
-        if chain[-1].kind == "llm":
-            choices += [("prompt", path, chain), ("response", path, chain)]
-    kind, path, chain = draw(st.sampled_from(choices))
+    llm_tasks = [(path, chain) for path, chain in tasks if chain[-1].kind == "llm"]
+    kind = draw(st.sampled_from([*(["response", "prompt"] if llm_tasks else []), "output", "graph_input"]))
+    path, chain = ("", []) if kind == "graph_input" else draw(st.sampled_from(tasks if kind == "output" else llm_tasks))
     salt = draw(st.integers(0, 10**6))
     if kind == "graph_input":
         return kind, path, {"edited": salt}
@@ -409,7 +417,8 @@ def edits(draw: st.DrawFn, case: Case) -> tuple[str, str, Any]:
 @SETTINGS
 @given(data=st.data(), case=cases())
 def test_an_edit_reruns_exactly_what_the_fingerprint_rule_says(data: st.DataObject, case: Case) -> None:
-    GENERATED["edit + re-run"] += 1
+    GENERATED["graphs (edit + re-run)"] += 1
+    GENERATED["tasks"] += len(all_tasks(case.specs))
     log: list[tuple[str, str]] = []
     registry: dict[str, Any] = {}
     graph = build(case.specs, log, registry, graph_input=case.graph_input, output=case.output)
@@ -420,6 +429,7 @@ def test_an_edit_reruns_exactly_what_the_fingerprint_rule_says(data: st.DataObje
     graph = TaskGraph.from_json(json.loads(json.dumps(graph.to_json())))
 
     kind, path, value = data.draw(edits(case))
+    GENERATED[f"edits of {kind}"] += 1
     gi = case.graph_input
     chain = dict(all_tasks(case.specs)).get(path, [])
     if kind == "graph_input":
