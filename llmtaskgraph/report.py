@@ -25,10 +25,17 @@ MAX_TIMELINE_ROWS = 500
 _LIMITS = Limits(max_tasks=400, max_chars=200_000)
 """A report is read at leisure: draw more of the graph and cut texts later than a notebook does."""
 
-_SCRIPT = """
+_SCRIPT = r"""
 (function () {
-  var byPath = {};
-  document.querySelectorAll("details[data-path]").forEach(function (d) { byPath[d.getAttribute("data-path")] = d; });
+  var byPath = {}, byLoose = {};
+  // graphviz rewrites some characters in node ids (newlines, runs of spaces, control characters):
+  // compare ids without them when the exact one is not found.
+  function loose(s) { return s.replace(/\\n/g, "").replace(/[\s\u0000-\u001f\u007f\u00a0]/g, ""); }
+  document.querySelectorAll("details[data-path]").forEach(function (d) {
+    var path = d.getAttribute("data-path");
+    byPath[path] = d;
+    byLoose[loose(path)] = path;
+  });
   function select(path) {
     var d = byPath[path];
     if (!d) { return; }
@@ -45,7 +52,8 @@ _SCRIPT = """
   document.querySelectorAll("#graph g.node").forEach(function (g) {
     var id = g.getAttribute("id") || "";
     var path = id.slice(5);
-    if (id.indexOf("task:") === 0 && byPath[path]) {
+    if (!byPath[path]) { path = byLoose[loose(path)]; }
+    if (id.indexOf("task:") === 0 && path) {
       g.style.cursor = "pointer";
       g.addEventListener("click", function () { select(path); });
     }

@@ -21,6 +21,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 HOSTILE = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+ODD_ID = "two  spaces\nand a\ttab"  # graphviz rewrites such characters in the SVG node id
 
 
 def traced_graph() -> TaskGraph:
@@ -33,6 +34,7 @@ def traced_graph() -> TaskGraph:
     graph.add_task(TaskGraphTask(inner, "sub_input", asks[0], id="sub"))
     graph.add_task(PythonTask("spawn", *asks, id="spawn", name=HOSTILE))
     graph.add_task(PythonTask("explode", asks[1], id="explode"))
+    graph.add_task(PythonTask("shout", id=ODD_ID))
 
     def spawn(ctx: Any, *replies: str) -> int:
         for i, _ in enumerate(replies):
@@ -101,6 +103,10 @@ def test_the_report_opens_offline_without_errors_and_shows_the_graph_and_task_de
             hostile = page.locator('details[data-path="spawn"]')
             hostile.locator("summary").click()
             assert HOSTILE in hostile.inner_text()  # shown as text, not run
+            odd = page.locator('details[data-path="two  spaces\\a and a\\9 tab"]')
+            assert odd.count() == 1 and not odd.evaluate("d => d.open")
+            page.locator('#graph g.node[id^="task:two"]').click()
+            assert odd.evaluate("d => d.open")
             page.locator('#graph g.node[id="task:explode"]').click()
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
