@@ -26,7 +26,7 @@ from .errors import LLMTaskGraphError
 from .fingerprint import check_json, digest, stage_fingerprint
 from .llm.base import LLMBackend, build_request
 from .registry import Registry, lookup
-from .tasks import LLMTask, PythonTask, Task, TaskError, TaskGraphTask
+from .tasks import PATH_SEP, LLMTask, PythonTask, Task, TaskError, TaskGraphTask
 
 if TYPE_CHECKING:
     from .backends import ExecutionBackend
@@ -398,6 +398,7 @@ class Run:
     # -- executing one task -----------------------------------------------------------------------
     async def _execute(self, task: Task, start: str) -> None:
         rec = task.record
+        previous_times = rec.started_at, rec.finished_at
         rec.status = "running"
         rec.error = None
         rec.started_at = time.time()
@@ -409,11 +410,19 @@ class Run:
                 await self._run_python(task)
             elif isinstance(task, LLMTask):
                 await self._run_llm(task, start)
-            elif isinstance(task, TaskGraphTask) and not await self._run_subgraph(task):
-                rec.status = "pending"  # a bounded run stopped inside the sub-graph: resume later
-                self.running.pop(str(task.id), None)
-                self._idle.set()
-                return
+            elif isinstance(task, TaskGraphTask):
+                outcome = await self._run_subgraph(task)
+                if outcome == "stopped":
+                    rec.status = "pending"  # a bounded run stopped inside the sub-graph: resume later
+                    self.running.pop(str(task.id), None)
+                    self._idle.set()
+                    return
+                if outcome == "reused":  # nothing ran inside: like any memoized task, keep its timings
+                    rec.started_at, rec.finished_at = previous_times
+                    rec.status = "done"
+                    self.shared.emit("task_reused", path, task)
+                    self._finish(task, "done")
+                    return
         except asyncio.CancelledError:
             rec.status = "pending"
             rec.finished_at = time.time()
@@ -550,8 +559,8 @@ class Run:
                 warnings.warn(f"could not store the reply of task `{task.id}` in the response cache: {exc}", stacklevel=1)
         return reply
 
-    async def _run_subgraph(self, task: TaskGraphTask) -> bool:
-        """Run the sub-graph; False if a bound stopped it before it finished."""
+    async def _run_subgraph(self, task: TaskGraphTask) -> str:
+        """Run the sub-graph: ``done``, ``reused`` if nothing inside ran, ``stopped`` if a bound stopped it."""
         rec = task.record
         sub = task.subgraph
         inputs_fp = self._inputs_fp(task)
@@ -562,7 +571,7 @@ class Run:
             sub.graph_input = sub_input
             rec.fingerprints["input"] = self._fp(task, "input", task.input_formatter_name, inputs_fp, reads)
         rec.fingerprints.pop("subgraph", None)
-        inner = Run(sub, self.shared, f"{self.prefix}{task.id} > ")
+        inner = Run(sub, self.shared, f"{self.prefix}{task.id}{PATH_SEP}")
         await inner.execute()
         if inner.failed_here:
             failed = [p for p, _ in self.shared.report.failed if p.startswith(inner.prefix)]
@@ -570,17 +579,18 @@ class Run:
         result = sub.result_task()
         if result is not None and inner.finished.get(str(result.id)) != "done":
             if self.shared.report.stopped is not None:
-                return False
+                return "stopped"
             raise _StageError("subgraph", SubgraphFailed(f"sub-graph output task `{result.id}` did not finish"))
+        rec.set_output(None if result is None else result.record.output)
+        rec.fingerprints["subgraph"] = rec.output_fingerprint()
         if input_memoized and inner.launched == 0:
             # Nothing ran inside: report it as reused, like any fully memoized task.
             executed, path = self.shared.report.executed, self.prefix + str(task.id)
             del executed[next(i for i in range(len(executed) - 1, -1, -1) if executed[i] == path)]
             self.launched -= 1
             self.shared.report.reused += 1
-        rec.set_output(None if result is None else result.record.output)
-        rec.fingerprints["subgraph"] = rec.output_fingerprint()
-        return True
+            return "reused"
+        return "done"
 
 
 class SubgraphFailed(LLMTaskGraphError):

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,7 +19,7 @@ from ._sync import run_sync
 from .errors import GraphValidationError, TaskGraphError
 from .execution import Run, RunEvent, RunOptions, RunReport, _Shared
 from .registry import Registry, check_registry, lookup
-from .tasks import LLMTask, Task, TaskGraphTask
+from .tasks import PATH_SEP, LLMTask, Task, TaskGraphTask, valid_id
 
 if TYPE_CHECKING:
     from .llm.base import LLMBackend
@@ -114,6 +114,9 @@ class TaskGraph:
             raise GraphValidationError(f"task `{task.id}` already belongs to a graph; create a new task instead")
         if tid in self.tasks:
             raise GraphValidationError(f"a task with id `{tid}` is already in the graph; give this one another `id=`")
+        if not valid_id(tid):
+            raise GraphValidationError(f"the task id `{tid}` is not allowed: ids are non-empty and never contain `{PATH_SEP}`, "
+                                       "which separates sub-graph paths; choose another `id=`, `name=` or `key=`")
         self._resolve_deps(task, tid)
         task.id = tid
         task.graph = self
@@ -136,7 +139,7 @@ class TaskGraph:
             if tid in seen:
                 raise GraphValidationError(f"task `{cid}` added two children with the id `{tid}`; give them distinct keys")
             old = self.tasks.get(tid)
-            if old is not None:
+            if old is not None and valid_id(tid):
                 if old.created_by != cid:
                     raise GraphValidationError(f"task `{cid}` cannot add `{tid}`: that id belongs to another task")
                 if task.graph is not None:
@@ -199,15 +202,19 @@ class TaskGraph:
                     stack.append(nxt)
         return [tid for tid in self.tasks if tid in found]
 
-    def required_functions(self, prefix: str = "") -> dict[str, list[str]]:
+    def walk(self, prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Task, int]]:
+        """(path, task, depth) for every task, those of a sub-graph right after their TaskGraphTask."""
+        for tid, task in list(self.tasks.items()):
+            yield prefix + tid, task, depth
+            if isinstance(task, TaskGraphTask):
+                yield from task.subgraph.walk(f"{prefix}{tid}{PATH_SEP}", depth + 1)
+
+    def required_functions(self) -> dict[str, list[str]]:
         """Registry name -> paths of the tasks (sub-graphs included) that need it."""
         needs: dict[str, list[str]] = {}
-        for tid, task in self.tasks.items():
+        for path, task, _ in self.walk():
             for name in task.function_names().values():
-                needs.setdefault(name, []).append(prefix + tid)
-            if isinstance(task, TaskGraphTask):
-                for name, paths in task.subgraph.required_functions(f"{prefix}{tid} > ").items():
-                    needs.setdefault(name, []).extend(paths)
+                needs.setdefault(name, []).append(path)
         return needs
 
     # -- edits ------------------------------------------------------------------------------------
@@ -308,7 +315,7 @@ class TaskGraph:
 
     def find(self, path: str) -> Task:
         """The task at ``path`` (``outer > inner`` for tasks inside sub-graphs)."""
-        head, _, rest = path.partition(" > ")
+        head, _, rest = path.partition(PATH_SEP)
         task = self.tasks[head]
         if rest:
             if not isinstance(task, TaskGraphTask):

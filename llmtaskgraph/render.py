@@ -319,10 +319,7 @@ def _fallback_html(graph: TaskGraph, limits: Limits) -> str:
 
 def iter_tasks(graph: TaskGraph, prefix: str = "") -> Iterable[tuple[str, Task]]:
     """(path, task) for every task, sub-graph tasks right after their TaskGraphTask."""
-    for tid, task in list(graph.tasks.items()):
-        yield prefix + tid, task
-        if isinstance(task, TaskGraphTask):
-            yield from iter_tasks(task.subgraph, f"{prefix}{tid} > ")
+    return ((path, task) for path, task, _ in graph.walk(prefix))
 
 
 def _section(title: str, text: str, limit: int) -> str:

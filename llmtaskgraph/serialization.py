@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidTraceError
 from .fingerprint import _find_problem
-from .tasks import STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, TaskRecord
+from .tasks import PATH_SEP, STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, TaskRecord, valid_id
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
@@ -217,7 +217,7 @@ def _task_from(item: Any, path: str, depth: int) -> Task:
     if not isinstance(ttype, str) or ttype not in _TYPES:
         raise InvalidTraceError(f"unknown task type {_shown(ttype)} (expected one of {', '.join(_TYPES)})", r.at("type"))
     obj = r.obj(item, (*_COMMON, *_RECORD, *_TYPE_FIELDS[ttype]), (*_TYPE_FIELDS[ttype][:1], "id", "type"))
-    tid = r.get(obj, "id", _is_str, "a non-empty string")
+    tid = r.get(obj, "id", valid_id, f"a non-empty string without {PATH_SEP!r}")
     deps = r.get(obj, "deps", _str_list, "a list of task ids", [])
     kwdeps = r.get(obj, "kwdeps", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
                    "an object of name -> task id", {})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -67,17 +66,14 @@ class Totals:
 
 def task_rows(graph: TaskGraph) -> list[TaskRow]:
     """Every task, each sub-graph's tasks right after the task that runs it."""
-    return list(_walk(graph, "", 0))
+    return [_row(path, task, depth) for path, task, depth in graph.walk()]
 
 
-def _walk(graph: TaskGraph, prefix: str, depth: int) -> Iterator[TaskRow]:
-    for tid, task in graph.tasks.items():
-        usage, response = Usage(), task.record.response
-        if isinstance(task, LLMTask) and response and response.get("backend"):  # as graph.usage() counts
-            usage.add(response)
-        yield TaskRow(path=prefix + tid, task=task, depth=depth, usage=usage)
-        if isinstance(task, TaskGraphTask):
-            yield from _walk(task.subgraph, f"{prefix}{tid} > ", depth + 1)
+def _row(path: str, task: Task, depth: int) -> TaskRow:
+    usage, response = Usage(), task.record.response
+    if isinstance(task, LLMTask) and response and response.get("backend"):  # as graph.usage() counts
+        usage.add(response)
+    return TaskRow(path=path, task=task, depth=depth, usage=usage)
 
 
 def intervals(rows: list[TaskRow]) -> list[tuple[TaskRow, float, float]]:

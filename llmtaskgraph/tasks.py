@@ -77,6 +77,14 @@ class TaskRecord:
         return self.finished_at - self.started_at
 
 
+PATH_SEP = " > "
+"""Joins the ids of nested TaskGraphTasks into a path (``outer > inner``), so no id may contain it."""
+
+
+def valid_id(tid: object) -> bool:
+    return isinstance(tid, str) and tid != "" and PATH_SEP not in tid
+
+
 def dep_id(dep: Task | str) -> str | Task:
     """A dependency as given: an id, or a Task, checked to be in the graph when this task is added."""
     if isinstance(dep, (Task, str)):

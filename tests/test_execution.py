@@ -480,8 +480,10 @@ def test_a_fully_memoized_subgraph_counts_as_reused_not_executed():
     graph.graph_input = 1
     graph.run(SUB_REGISTRY)
     assert graph.last_run.executed == ["outer", "outer > sub", "outer > sub > inc"]
+    times = {p: (t.record.started_at, t.record.finished_at) for p, t, _ in graph.walk()}
     graph.run(SUB_REGISTRY)
     assert graph.last_run.executed == [] and graph.last_run.reused == 3
+    assert times == {p: (t.record.started_at, t.record.finished_at) for p, t, _ in graph.walk()}
 
 
 def test_an_error_outside_any_registry_function_fails_the_task_instead_of_hanging():

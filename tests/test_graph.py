@@ -190,3 +190,22 @@ def test_repr_summarises():
     graph.add_task(PythonTask("f"))
     assert repr(graph) == "<TaskGraph 1 tasks: 1 pending>"
     assert repr(graph.tasks["f"]) == "<PythonTask 'f' pending>"
+
+
+def test_ids_may_not_contain_the_subgraph_path_separator():
+    graph = TaskGraph()
+    with pytest.raises(GraphValidationError, match="never contain ` > `"):
+        graph.add_task(PythonTask("f", name="a > b"))
+    data = TaskGraph().to_json()
+    data["tasks"] = [{"id": "x > y", "type": "python", "fn": "f"}]
+    with pytest.raises(llmtaskgraph.InvalidTraceError, match=r"`tasks\[0\].id`: expected a non-empty string without ' > '"):
+        TaskGraph.from_json(data)
+
+
+def test_walk_yields_every_task_with_its_path_and_depth():
+    inner = TaskGraph()
+    inner.add_task(PythonTask("leaf"))
+    graph = TaskGraph()
+    graph.add_task(PythonTask("first"))
+    graph.add_task(TaskGraphTask(inner, "fmt", name="sub"))
+    assert [(p, d) for p, _, d in graph.walk()] == [("first", 0), ("sub", 0), ("sub > leaf", 1)]
