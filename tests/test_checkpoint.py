@@ -70,10 +70,11 @@ def test_saves_after_an_interval(tmp_path: Path) -> None:
 
     def peek(ctx: Any, *deps: Any) -> None:
         seen[str(ctx.task.id)] = done_in(path) if path.exists() else []
-        time.sleep(0.12)
+        time.sleep(0.3)
 
-    chain(4).run({"peek": peek}, llm=OfflineLLM(), checkpoint=path, checkpoint_seconds=0.2, progress=False)
-    # t0 and t1 take 0.24 s together, so the first save comes after t1 (not after t0).
+    chain(4).run({"peek": peek}, llm=OfflineLLM(), checkpoint=path, checkpoint_seconds=0.5, progress=False)
+    # t0 and t1 take 0.6 s together, so the first save comes after t1 (not after t0), the next
+    # one only at the end (t2 ends 0.3 s after that save).
     assert seen == {"t0": [], "t1": [], "t2": ["t0", "t1"], "t3": ["t0", "t1"]}
 
 
