@@ -325,19 +325,20 @@ class Run:
                 self.shared.emit("task_blocked", self.prefix + t, task)
             stack.extend(self.dependents.pop(t, ()))
 
+    def _take_children(self, task: Task) -> None:
+        """After a creator executed: the children it created this time are its children now; drop the rest."""
+        seen = self.children_seen.pop(str(task.id), None)
+        if seen is None or (not seen and not task.record.children):
+            return  # it did not execute, or (the common case) created no children, now or before
+        kept = set(seen)
+        stale = [c for c in task.record.children if c not in kept]
+        task.record.children = seen
+        if stale:
+            self.graph.remove_tasks(stale)
+
     def _adopt_children(self, task: Task) -> None:
         """After a creator finishes: drop children it no longer creates, schedule the rest."""
-        tid = task.id
-        assert tid is not None
-        seen = self.children_seen.pop(tid, None)
-        if seen is not None and not seen and not task.record.children:
-            return  # the common case: it created no children, now or before
-        if seen is not None:  # it executed: the children it created this time are its children now
-            kept = set(seen)
-            stale = [c for c in task.record.children if c not in kept]
-            task.record.children = seen
-            if stale:
-                self.graph.remove_tasks(stale)
+        self._take_children(task)
         for child_id in task.record.children:
             child = self.graph.tasks.get(child_id)
             if child is not None:
@@ -438,6 +439,7 @@ class Run:
             return
         rec.status = "done"
         rec.finished_at = time.time()
+        self._take_children(task)  # before the event, so a listener saving the trace sees them
         self.shared.emit("task_finished", path, task)
         self._finish(task, "done")
 

@@ -77,3 +77,21 @@ async def test_leaving_the_loop_stops_the_run_and_keeps_completed_work() -> None
     await graph.arun({"work": work}, llm=OfflineLLM(), progress=False)
     assert calls["t0"] == calls["t1"] == 1  # completed work is kept; t2 may have started before the break
     assert all(t.status == "done" for t in graph.tasks.values())
+
+
+def test_a_listener_sees_a_finished_creators_children_in_its_record() -> None:
+    """A listener that saves the trace on `task_finished` must save a trace that resumes correctly."""
+    graph = TaskGraph()
+    graph.add_task(PythonTask("make"))
+    seen: list[list[str]] = []
+
+    def make(ctx: Any) -> None:
+        ctx.add_task(PythonTask("leaf", key="a"))
+        ctx.add_task(PythonTask("leaf", key="b"))
+
+    def on_event(event: RunEvent) -> None:
+        if (event.kind, event.path) == ("task_finished", "make"):
+            seen.append(list(graph.tasks["make"].record.children))
+
+    graph.run({"make": make, "leaf": lambda ctx: 1}, llm=OfflineLLM(), on_event=on_event, progress=False)
+    assert seen == [["make/a", "make/b"]]
