@@ -56,8 +56,8 @@ class Checkpointer:
         due_by_count = self.every is not None and self.since_save >= self.every
         due_by_time = self.seconds is not None and time.monotonic() - self.last_save >= self.seconds
         if due_by_count or due_by_time:
-            # Not now: the event fires before the scheduler has finished its bookkeeping for the
-            # task (a creator's new children are recorded just after), so save once that is done.
+            # Not inside the event: the scheduler is still handling this task (blocking dependents
+            # of a failure, say); saving just after keeps every checkpoint between two steps.
             self.pending = True
             asyncio.get_running_loop().call_soon(self._deferred_save)
 
