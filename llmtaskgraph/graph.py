@@ -270,6 +270,8 @@ class TaskGraph:
         **options: Any,
     ) -> Any:
         """The async form of :meth:`run`."""
+        if self._active is not None:
+            raise GraphValidationError("this graph is already running; wait for that run to end (or call graph.stop())")
         check_registry(registry, self.required_functions())
         if resample:
             self.resample(None if resample is True else resample)

@@ -10,7 +10,7 @@ import time
 import pytest
 from core_helpers import CountingRegistry
 
-from llmtaskgraph import LLMTask, OfflineLLM, PythonTask, TaskGraph, TaskGraphError, TaskGraphTask
+from llmtaskgraph import GraphValidationError, LLMTask, OfflineLLM, PythonTask, TaskGraph, TaskGraphError, TaskGraphTask
 from llmtaskgraph.llm import LLMResponse
 
 
@@ -499,3 +499,21 @@ def test_an_error_outside_any_registry_function_fails_the_task_instead_of_hangin
     with pytest.raises(TaskGraphError, match="`ask`: AttributeError"):
         graph.run({"fmt": lambda ctx: "hi", "parse": lambda ctx, t: t, "other": lambda ctx: 1}, llm=BrokenLLM(), timeout=10)
     assert graph.tasks["other"].status == "done"
+
+
+def test_a_graph_cannot_run_twice_at_once():
+    async def slow(ctx):
+        await asyncio.sleep(0.2)
+        return 1
+
+    graph = TaskGraph()
+    graph.add_task(PythonTask("slow"))
+
+    async def both():
+        first = asyncio.ensure_future(graph.arun({"slow": slow}))
+        await asyncio.sleep(0.05)
+        with pytest.raises(GraphValidationError, match="already running"):
+            await graph.arun({"slow": slow})
+        return await first
+
+    assert asyncio.run(both()) == 1
