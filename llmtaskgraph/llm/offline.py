@@ -35,15 +35,7 @@ class OfflineLLM:
         if self.latency:
             await asyncio.sleep(self.latency)
         prompt = last_user_text(request)
-        text = f"[offline reply {digest(request)[:8]}] {prompt}"
-        return LLMResponse(
-            text=text,
-            model="offline",
-            stop_reason="end_turn",
-            usage={"input_tokens": _count_tokens(prompt), "output_tokens": _count_tokens(text)},
-            latency=self.latency,
-            backend=self.kind,
-        )
+        return _reply(f"[offline reply {digest(request)[:8]}] {prompt}", prompt, self.latency, "offline")
 
 
 Script = Mapping[str, str] | Callable[[str], str] | Callable[[dict[str, Any]], str]
@@ -79,14 +71,7 @@ class ScriptedLLM:
         text = self.script(request) if self.whole_request and callable(self.script) else self.reply_for(prompt)  # type: ignore[arg-type]
         if not isinstance(text, str):
             raise TypeError(f"the ScriptedLLM script must return the reply text (str), got {type(text).__name__}")
-        return LLMResponse(
-            text=text,
-            model="scripted",
-            stop_reason="end_turn",
-            usage={"input_tokens": _count_tokens(prompt), "output_tokens": _count_tokens(text)},
-            latency=self.latency,
-            backend="scripted",
-        )
+        return _reply(text, prompt, self.latency, "scripted")
 
     def reply_for(self, prompt: str) -> str:
         if callable(self.script):
@@ -97,6 +82,12 @@ class ScriptedLLM:
             if key in prompt:
                 return reply
         raise KeyError(f"ScriptedLLM has no reply for the prompt {prompt[:200]!r}; add an entry to the script")
+
+
+def _reply(text: str, prompt: str, latency: float, backend: str) -> LLMResponse:
+    """A reply as a local backend gives it: model and backend named after it, plausible token counts."""
+    usage = {"input_tokens": _count_tokens(prompt), "output_tokens": _count_tokens(text)}
+    return LLMResponse(text=text, model=backend, stop_reason="end_turn", usage=usage, latency=latency, backend=backend)
 
 
 def _count_tokens(text: str) -> int:
