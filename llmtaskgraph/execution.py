@@ -125,7 +125,12 @@ class _Shared:
         """Tasks that executed, sub-graph tasks counted by their inner tasks: what ``max_tasks`` bounds."""
         self.is_async: dict[Callable[..., Any], bool] = {}
         self.listeners: list[Callable[[RunEvent], None]] = [] if options.on_event is None else [options.on_event]
-        """Everything watching this run (the user's ``on_event``, progress bars, widgets)."""
+        """Everything watching this run (the user's ``on_event``, progress bars, widgets). Hot paths
+        test it before building an event's path, so a run nobody watches pays nothing for events."""
+        self.bounded = options.max_tasks is not None or self.deadline is not None or bool(options.break_before)
+        """Whether :meth:`may_start` can say no before ``report.stopped`` is set; if not, it is skipped."""
+        self.backend = options.backend
+        self.break_after = options.break_after
 
     def listen(self, listener: Callable[[RunEvent], None]) -> Callable[[], None]:
         """Add ``listener`` to every event of this run; returns a function that removes it."""
@@ -230,17 +235,26 @@ class Run:
         if tid in self.registered:
             return
         self.registered.add(tid)
-        self.shared.emit("task_added", self.prefix + tid, task)
+        if self.shared.listeners:
+            self.shared.emit("task_added", self.prefix + tid, task)
+        deps = task.deps
+        if task.kwdeps or len(deps) > 1:
+            deps = list(dict.fromkeys(task.all_deps()))  # a dep given twice is waited for once
         missing = 0
-        for dep in set(task.all_deps()):
-            state = self.finished.get(dep)
+        finished, dependents = self.finished, self.dependents
+        for dep in deps:
+            state = finished.get(dep)
             if state == "done":
                 continue
             if state is not None:
                 self._block(tid)
                 return
             missing += 1
-            self.dependents.setdefault(dep, []).append(tid)
+            waiters = dependents.get(dep)
+            if waiters is None:
+                dependents[dep] = [tid]
+            else:
+                waiters.append(tid)
         if missing:
             self.waiting[tid] = missing
         else:
@@ -251,36 +265,40 @@ class Run:
         if self._launching:  # re-entered from a synchronous completion below: the outer loop continues
             return
         self._launching = True
+        shared, ready, tasks, prefix = self.shared, self.ready, self.graph.tasks, self.prefix
+        report, running, create_task = shared.report, self.running, self.loop.create_task
         try:
-            while self.ready:
-                tid = self.ready[0]
-                task = self.graph.tasks.get(tid)
+            while ready:
+                tid = ready[0]
+                task = tasks.get(tid)
                 if task is None:  # removed while waiting (a stale dynamic child)
-                    self.ready.popleft()
+                    ready.popleft()
                     continue
                 try:
-                    start = self._first_stale_stage(task)
+                    # (a PythonTask never run, the common case of a fresh graph, needs no method call)
+                    start = "run" if type(task) is PythonTask and not task.record.fingerprints else self._first_stale_stage(task)
                 except Exception as exc:  # a hand-edited prompt that is no longer valid, say
-                    self.ready.popleft()
+                    ready.popleft()
                     self._fail(task, _StageError("call", exc))
                     continue
                 if start is None:
-                    self.ready.popleft()
-                    self.shared.report.reused += 1
+                    ready.popleft()
+                    report.reused += 1
                     task.record.status = "done"
-                    self.shared.emit("task_reused", self.prefix + tid, task)
+                    if shared.listeners:
+                        shared.emit("task_reused", prefix + tid, task)
                     self._finish(task, "done")
                     continue
-                if not self.shared.may_start(self.prefix + tid):
+                path = prefix + tid
+                if (report.stopped is not None or shared.bounded) and not shared.may_start(path):
                     break
-                self.ready.popleft()
-                self.shared.report.executed.append(self.prefix + tid)
+                ready.popleft()
+                report.executed.append(path)
                 self.launched += 1
                 if not isinstance(task, TaskGraphTask):  # else a step could never enter a sub-graph
-                    self.shared.started += 1
-                self.children_seen[tid] = []
+                    shared.started += 1
                 # `running` holds the only reference the loop needs until the task finishes.
-                self.running[tid] = self.loop.create_task(self._execute(task, start))
+                running[tid] = create_task(self._execute(task, start, path))
         finally:
             self._launching = False
         if not self.running:  # only then can `execute` be done; waking it per task would cost a loop turn each
@@ -292,19 +310,21 @@ class Run:
         self.finished[tid] = state
         self.running.pop(tid, None)
         if state == "done":
-            self._adopt_children(task)
+            if task.record.children:
+                self._adopt_children(task)
+            waiting = self.waiting
             for dep_of in self.dependents.pop(tid, ()):
-                left = self.waiting.get(dep_of)
+                left = waiting.get(dep_of)
                 if left is None:
                     continue
                 if left == 1:
-                    del self.waiting[dep_of]
+                    del waiting[dep_of]
                     self.ready.append(dep_of)
                 else:
-                    self.waiting[dep_of] = left - 1
-            path = self.prefix + tid
-            if self.shared.options.break_after and path in self.shared.options.break_after and self.shared.report.stopped is None:
-                self.shared.report.stopped = f"break_after:{path}"
+                    waiting[dep_of] = left - 1
+            shared = self.shared
+            if shared.break_after and self.prefix + tid in shared.break_after and shared.report.stopped is None:
+                shared.report.stopped = f"break_after:{self.prefix + tid}"
         else:
             for dep_of in self.dependents.pop(tid, ()):
                 self._block(dep_of)
@@ -327,9 +347,9 @@ class Run:
 
     def _take_children(self, task: Task) -> None:
         """After a creator executed: the children it created this time are its children now; drop the rest."""
-        seen = self.children_seen.pop(str(task.id), None)
-        if seen is None or (not seen and not task.record.children):
-            return  # it did not execute, or (the common case) created no children, now or before
+        seen = self.children_seen.pop(str(task.id), [])  # (``ctx.add_task`` fills it)
+        if not seen and not task.record.children:
+            return  # (the common case) it created no children, now or before
         kept = set(seen)
         stale = [c for c in task.record.children if c not in kept]
         task.record.children = seen
@@ -337,8 +357,7 @@ class Run:
             self.graph.remove_tasks(stale)
 
     def _adopt_children(self, task: Task) -> None:
-        """After a creator finishes: drop children it no longer creates, schedule the rest."""
-        self._take_children(task)
+        """After a creator finishes (its children already taken, see :meth:`_take_children`): schedule them."""
         for child_id in task.record.children:
             child = self.graph.tasks.get(child_id)
             if child is not None:
@@ -366,7 +385,7 @@ class Run:
         tasks = self.graph.tasks
         return (
             [tasks[d].record.output_fingerprint() for d in task.deps],
-            {k: tasks[d].record.output_fingerprint() for k, d in task.kwdeps.items()},
+            {k: tasks[d].record.output_fingerprint() for k, d in task.kwdeps.items()} if task.kwdeps else {},
             task.inputs or None,
         )
 
@@ -397,18 +416,23 @@ class Run:
         return "input"  # a sub-graph always runs; its own tasks are memoized
 
     # -- executing one task -----------------------------------------------------------------------
-    async def _execute(self, task: Task, start: str) -> None:
+    async def _execute(self, task: Task, start: str, path: str) -> None:
         rec = task.record
         previous_times = rec.started_at, rec.finished_at
         rec.status = "running"
         rec.error = None
         rec.started_at = time.time()
         rec.finished_at = None
-        path = self.prefix + str(task.id)
-        self.shared.emit("task_started", path, task)
+        shared = self.shared
+        if shared.listeners:
+            shared.emit("task_started", path, task)
         try:
-            if isinstance(task, PythonTask):
-                await self._run_python(task)
+            if isinstance(task, PythonTask):  # inlined rather than a coroutine of its own: one frame less per task
+                inputs_fp = self._inputs_fp(task)
+                args, kwargs = self._dep_outputs(task)
+                output, reads = await self._stage(task, "run", task.fn_name, args, kwargs)
+                rec.set_output(output)
+                rec.fingerprints["run"] = self._fp(task, "run", task.fn_name, inputs_fp, reads)
             elif isinstance(task, LLMTask):
                 await self._run_llm(task, start)
             elif isinstance(task, TaskGraphTask):
@@ -421,7 +445,8 @@ class Run:
                 if outcome == "reused":  # nothing ran inside: like any memoized task, keep its timings
                     rec.started_at, rec.finished_at = previous_times
                     rec.status = "done"
-                    self.shared.emit("task_reused", path, task)
+                    self._take_children(task)
+                    shared.emit("task_reused", path, task)
                     self._finish(task, "done")
                     return
         except asyncio.CancelledError:
@@ -439,8 +464,10 @@ class Run:
             return
         rec.status = "done"
         rec.finished_at = time.time()
-        self._take_children(task)  # before the event, so a listener saving the trace sees them
-        self.shared.emit("task_finished", path, task)
+        if task.id in self.children_seen or rec.children:
+            self._take_children(task)  # before the event, so a listener saving the trace sees them
+        if shared.listeners:
+            shared.emit("task_finished", path, task)
         self._finish(task, "done")
 
     def _fail(self, task: Task, exc: _StageError) -> None:
@@ -473,41 +500,42 @@ class Run:
         if fn is None:
             raise _StageError(stage, KeyError(f"registry has no callable `{fn_name}` (needed by task `{task.id}`)"))
         ctx = TaskContext(self.graph, task, self, stage)
-        self.shared.report.calls[fn_name] += 1
-        task.record.fingerprints.pop(stage, None)
-        backend = self.shared.options.backend
+        shared = self.shared
+        shared.report.calls[fn_name] += 1
+        rec = task.record
+        rec.fingerprints.pop(stage, None)
+        backend = shared.backend
         try:
             if backend is not None and stage == "run" and backend.handles(fn_name):
                 result = await backend.run(fn_name, fn, ctx, args, kwargs)
+            elif shared.is_async.get(fn):  # known async (the common case): no detour through `start`
+                result = await fn(ctx, *args, **kwargs)
             else:
-                result = await self.shared.start(fn, ctx, *args, **kwargs)
-            # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
-            if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):
-                result = await result
-            check_json(result, f"`{fn_name}` ({stage} of task `{task.id}`)", "prompt" if stage == "format" else "output")
+                result = await shared.start(fn, ctx, *args, **kwargs)
+            if result is not None:  # None is JSON: no need to build the message below
+                # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
+                if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):
+                    result = await result
+                check_json(result, f"`{fn_name}` ({stage} of task `{task.id}`)", "prompt" if stage == "format" else "output")
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except BaseException as exc:
             raise _StageError(stage, exc) from exc
-        reads = task.record.reads_graph_input
-        if ctx.read_graph_input and stage not in reads:
-            reads.append(stage)
-        elif not ctx.read_graph_input and stage in reads:
-            reads.remove(stage)
-        return result, ctx.read_graph_input
+        read = ctx.read_graph_input
+        reads = rec.reads_graph_input
+        if reads or read:
+            if read and stage not in reads:
+                reads.append(stage)
+            elif not read and stage in reads:
+                reads.remove(stage)
+        return result, read
 
     def _dep_outputs(self, task: Task) -> tuple[list[Any], dict[str, Any]]:
         tasks = self.graph.tasks
-        kwargs = {k: tasks[d].record.output for k, d in task.kwdeps.items()}
-        kwargs.update(task.inputs)
+        kwargs = {k: tasks[d].record.output for k, d in task.kwdeps.items()} if task.kwdeps else {}
+        if task.inputs:
+            kwargs.update(task.inputs)
         return [tasks[d].record.output for d in task.deps], kwargs
-
-    async def _run_python(self, task: PythonTask) -> None:
-        inputs_fp = self._inputs_fp(task)
-        args, kwargs = self._dep_outputs(task)
-        output, reads = await self._stage(task, "run", task.fn_name, args, kwargs)
-        task.record.set_output(output)
-        task.record.fingerprints["run"] = self._fp(task, "run", task.fn_name, inputs_fp, reads)
 
     async def _run_llm(self, task: LLMTask, start: str) -> None:
         rec = task.record
