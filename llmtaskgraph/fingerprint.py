@@ -75,23 +75,64 @@ _MAX_INT_BITS = 13_000  # about 3900 digits; Python refuses to turn ints over 43
 
 
 _EXIT = object()
+_FAST_DEPTH = 32
+"""Nesting the quick check below follows; deeper values are left to the full walk, which also
+keeps the quick check's recursion far from Python's limit."""
 
 
-def _ascii_str(v: Any) -> bool:
-    return type(v) is str and v.isascii()
+def _plain_container(value: list[Any] | dict[Any, Any], depth: int, seen: set[int]) -> bool:
+    """Whether a list or dict is plainly JSON, without building any path: a quick yes, or "look closer".
+
+    False does not mean wrong: a container met twice (shared, or a reference cycle), nesting over
+    ``_FAST_DEPTH`` or anything unusual sends the value to the full walk, which decides and names
+    the path. Met-twice refusal also keeps this linear in the size of the value.
+    """
+    if depth > _FAST_DEPTH or id(value) in seen:
+        return False
+    seen.add(id(value))
+    if type(value) is dict:
+        for k in value:
+            if type(k) is not str or (not k.isascii() and _bad_text(k)):
+                return False
+        items: Any = value.values()
+    else:
+        items = value
+    for v in items:
+        t = type(v)
+        if t is str:
+            if not v.isascii() and _bad_text(v):
+                return False
+        elif t is int:
+            if v.bit_length() > _MAX_INT_BITS:
+                return False
+        elif t is float:
+            if not math.isfinite(v):
+                return False
+        elif t is list or t is dict:
+            if not _plain_container(v, depth + 1, seen):
+                return False
+        elif v is not None and t is not bool:
+            return False
+    return True
 
 
 def _plainly_fine(value: Any) -> bool:
-    """A quick yes for the shapes most trace fields have: scalars, lists of ids, id -> fingerprint maps."""
+    """A quick yes for values JSON holds exactly; False sends the value to the walk that finds the problem."""
     t = type(value)
-    if value is None or t is bool or (t is str and value.isascii()):
+    if t is str:
+        return value.isascii() or not _bad_text(value)
+    if value is None or t is bool:
         return True
+    if t is list or t is dict:
+        try:
+            return not value or _plain_container(value, 1, set())
+        except RecursionError:  # called near the stack's limit: the iterative walk needs no stack
+            return False
+    if t is int:
+        bits: int = value.bit_length()
+        return bits <= _MAX_INT_BITS
     if t is float:
         return math.isfinite(value)
-    if t is list:
-        return all(map(_ascii_str, value))
-    if t is dict:
-        return all(map(_ascii_str, value)) and all(map(_ascii_str, value.values()))
     return False
 
 
@@ -103,7 +144,7 @@ def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
     built from many shared references linear to check instead of exponential.
     """
     if _plainly_fine(value):
-        return None  # most stored fields: skip the machinery below (loading a trace checks ~18 per task)
+        return None  # nearly every value: skip the path-building walk below, which only runs to name a problem
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     inside: set[int] = set()  # ids of the containers enclosing the value being checked
     checked: dict[int, int] = {}  # container id -> the depth it was checked at

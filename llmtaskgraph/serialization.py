@@ -11,12 +11,13 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
+from math import isfinite
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidTraceError
-from .fingerprint import _find_problem
-from .tasks import PATH_SEP, STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, TaskRecord, valid_id
+from .fingerprint import _bad_text, _find_problem, _plainly_fine
+from .tasks import PATH_SEP, STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, valid_id
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
@@ -196,13 +197,24 @@ def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
     r.obj(obj, ("format", "graph_input", "output_task", "tasks"), ("tasks",))
     graph = TaskGraph(r.json_value(obj, "graph_input"))
     tasks_value = r.get(obj, "tasks", lambda v: isinstance(v, list), "a list of tasks")
+    tasks = graph.tasks
+    known = tasks.__contains__
+    backward = True  # every dependency and creator so far is a task listed before: none missing, no cycle
+    parents: list[Task] = []  # tasks that list children, which usually come later
     for i, item in enumerate(tasks_value):
-        task = _task_from(item, r.at(f"tasks[{i}]"), depth)
-        if task.id in graph.tasks:
-            raise InvalidTraceError(f"duplicate task id `{task.id}`", r.at(f"tasks[{i}].id"))
+        task = _task_fast(item) or _task_from(item, r.at(f"tasks[{i}]"), depth)
+        tid = str(task.id)
+        if tid in tasks:
+            raise InvalidTraceError(f"duplicate task id `{tid}`", r.at(f"tasks[{i}].id"))
         task.graph = graph
-        graph.tasks[str(task.id)] = task
-    _check_references(graph, r)
+        if backward:
+            backward = (all(map(known, task.deps)) and all(map(known, task.kwdeps.values()))
+                        and (task.created_by is None or task.created_by in tasks))
+        if task.record.children:
+            parents.append(task)
+        tasks[tid] = task
+    if not (backward and all(all(map(known, t.record.children)) for t in parents)):
+        _check_references(graph, r)  # finds what is missing or the cycle, and names it
     output_id = r.get(obj, "output_task", _opt_str, "a task id or null")
     if output_id is not None and output_id not in graph.tasks:
         raise InvalidTraceError(f"`{output_id}` is not a task in this graph", r.at("output_task"))
@@ -210,6 +222,98 @@ def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
     return graph
 
 
+# The fast path: most tasks of most traces have the exact shape ``to_json`` writes.
+_FAST_FIELDS = {t: frozenset((*_COMMON, *_RECORD, *_TYPE_FIELDS[t])) for t in ("python", "llm")}
+_STATUS_SET = frozenset(STATUSES)
+_ERROR_FIELDS = frozenset(("type", "message", "traceback", "stage"))
+
+
+def _text(v: Any) -> bool:
+    """A ``str`` (not a subclass) that UTF-8 can encode: what ``_find_problem`` accepts as a string."""
+    return type(v) is str and (v.isascii() or not _bad_text(v))
+
+
+def _opt_text(v: Any) -> bool:
+    return v is None or _text(v)
+
+
+def _texts(v: Any) -> bool:
+    return type(v) is list and all(map(_text, v))
+
+
+def _task_fast(item: Any) -> Task | None:
+    """The usual task, checked with straight-line code and built; None sends it to :func:`_task_from`.
+
+    Loading a large trace spends its time here, so this accepts only the shape ``to_json`` writes
+    (every field present, exact JSON types, no sub-graph) and checks it by the same rules as
+    :func:`_task_from` without building a field path per check. Everything else, valid or not, takes
+    the careful path, which accepts the same tasks and names the first problem in the others;
+    ``tests/test_trace_fast_path.py`` holds both paths to the same results.
+    """
+    if type(item) is not dict:
+        return None
+    ttype: Any = item.get("type")
+    fields = _FAST_FIELDS.get(ttype) if type(ttype) is str else None
+    if fields is None or item.keys() != fields:
+        return None
+    tid, deps, kwdeps, inputs, children = item["id"], item["deps"], item["kwdeps"], item["inputs"], item["children"]
+    name, key, created_by = item["name"], item["key"], item["created_by"]
+    if not (type(tid) is str and tid and (tid.isascii() or not _bad_text(tid)) and PATH_SEP not in tid
+            and type(deps) is list and all(map(_text, deps))
+            and type(children) is list and (not children or all(map(_text, children)))
+            and (name is None or _text(name)) and (key is None or _text(key))
+            and (created_by is None or _text(created_by))
+            and type(kwdeps) is dict and (not kwdeps or (all(map(_text, kwdeps)) and all(map(_text, kwdeps.values()))))
+            and (inputs is None or (type(inputs) is dict and (
+                not inputs or (_plainly_fine(inputs) and inputs.keys().isdisjoint(kwdeps)))))):
+        return None
+    if ttype == "python":
+        fn = item["fn"]
+        if not (type(fn) is str and fn and (fn.isascii() or not _bad_text(fn))):
+            return None
+    else:
+        formatter, parser, params, sample = item["formatter"], item["parser"], item["params"], item["sample"]
+        if not (formatter and _text(formatter) and parser and _text(parser) and type(params) is dict
+                and (not params or _plainly_fine(params))
+                and type(sample) is int and 0 <= sample and sample.bit_length() <= 64):
+            return None
+    status, fingerprints, reads, response = item["status"], item["fingerprints"], item["reads_graph_input"], item["response"]
+    started, finished, output, prompt = item["started_at"], item["finished_at"], item["output"], item["prompt"]
+    if not (type(status) is str and status in _STATUS_SET and type(fingerprints) is dict and type(reads) is list
+            and (started is None or (type(started) is float and isfinite(started)))
+            and (finished is None or (type(finished) is float and isfinite(finished)))
+            and (output is None or _plainly_fine(output)) and (prompt is None or _plainly_fine(prompt))
+            and (response is None or (type(response) is dict and type(response.get("text")) is str
+                                      and _plainly_fine(response)))):
+        return None
+    stages = _TYPES[ttype].stages
+    for stage, fp in fingerprints.items():
+        if type(stage) is not str or stage not in stages or not _text(fp):
+            return None
+    for stage in reads:
+        if type(stage) is not str or stage not in stages:
+            return None
+    error = None
+    if item["error"] is not None:
+        error = _error_fast(item["error"])
+        if error is None:
+            return None
+    return _build(ttype, item, error)
+
+
+def _error_fast(obj: Any) -> TaskError | None:
+    """A stored error of the usual shape, or None to have the careful path look at it."""
+    if type(obj) is not dict or not obj.keys() <= _ERROR_FIELDS:
+        return None
+    etype: Any
+    message: Any
+    etype, message, traceback, stage = obj.get("type"), obj.get("message"), obj.get("traceback", ""), obj.get("stage")
+    if not (_text(etype) and _text(message) and _text(traceback) and _opt_text(stage)):
+        return None
+    return TaskError(type=etype, message=message, traceback=traceback, stage=stage)
+
+
+# The careful path: each field checked in turn, so the first bad one is named.
 def _task_from(item: Any, path: str, depth: int) -> Task:
     r = _Reader(path)
     head = r.obj(item, (*_COMMON, *_RECORD, *sum(_TYPE_FIELDS.values(), ())), ("id", "type"))
@@ -217,35 +321,34 @@ def _task_from(item: Any, path: str, depth: int) -> Task:
     if not isinstance(ttype, str) or ttype not in _TYPES:
         raise InvalidTraceError(f"unknown task type {_shown(ttype)} (expected one of {', '.join(_TYPES)})", r.at("type"))
     obj = r.obj(item, (*_COMMON, *_RECORD, *_TYPE_FIELDS[ttype]), (*_TYPE_FIELDS[ttype][:1], "id", "type"))
-    tid = r.get(obj, "id", valid_id, f"a non-empty string without {PATH_SEP!r}")
-    deps = r.get(obj, "deps", _str_list, "a list of task ids", [])
-    kwdeps = r.get(obj, "kwdeps", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-                   "an object of name -> task id", {})
-    common: dict[str, Any] = {
+    fields: dict[str, Any] = {
+        "id": r.get(obj, "id", valid_id, f"a non-empty string without {PATH_SEP!r}"),
+        "deps": r.get(obj, "deps", _str_list, "a list of task ids", []),
+        "kwdeps": r.get(obj, "kwdeps", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+                        "an object of name -> task id", {}),
         "name": r.get(obj, "name", _opt_str, "a string or null"),
         "key": r.get(obj, "key", _opt_str, "a string or null"),
-        "id": tid,
         "inputs": _inputs(r, obj),
     }
-    task: Task
+    subgraph = None
     if ttype == "python":
-        task = PythonTask(r.get(obj, "fn", _is_str, "a registry name"), *deps, **common)
+        fields["fn"] = r.get(obj, "fn", _is_str, "a registry name")
     elif ttype == "llm":
         params = r.json_value(obj, "params") or {}
         if not isinstance(params, dict):
             raise InvalidTraceError(f"expected an object of Messages API settings, got {_kind(params)}", r.at("params"))
-        sample = r.get(obj, "sample", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                       "a whole number >= 0", 0)
-        task = LLMTask(r.get(obj, "formatter", _is_str, "a registry name"), r.get(obj, "parser", _is_str, "a registry name"),
-                       *deps, params=params, sample=sample, **common)
+        fields["params"] = params
+        fields["sample"] = r.get(obj, "sample", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                 "a whole number >= 0", 0)
+        fields["formatter"] = r.get(obj, "formatter", _is_str, "a registry name")
+        fields["parser"] = r.get(obj, "parser", _is_str, "a registry name")
     else:
-        sub = _graph_from(r.get(obj, "subgraph", lambda v: isinstance(v, dict), "an object (the sub-graph)"),
-                          r.at("subgraph"), depth + 1)
-        task = TaskGraphTask(sub, r.get(obj, "input_formatter", _is_str, "a registry name"), *deps, **common)
-    task.kwdeps = dict(kwdeps)  # keyword names like `name` or `params` would collide with constructor arguments
-    task.created_by = r.get(obj, "created_by", _opt_str, "a task id or null")
-    task.record = _record_from(obj, r, task)
-    return task
+        subgraph = _graph_from(r.get(obj, "subgraph", lambda v: isinstance(v, dict), "an object (the sub-graph)"),
+                               r.at("subgraph"), depth + 1)
+        fields["input_formatter"] = r.get(obj, "input_formatter", _is_str, "a registry name")
+    fields["created_by"] = r.get(obj, "created_by", _opt_str, "a task id or null")
+    error = _record_fields(obj, r, _TYPES[ttype].stages, fields)
+    return _build(ttype, fields, error, subgraph)
 
 
 def _inputs(r: _Reader, obj: dict[str, Any]) -> dict[str, Any]:
@@ -260,15 +363,17 @@ def _inputs(r: _Reader, obj: dict[str, Any]) -> dict[str, Any]:
     return inputs
 
 
-def _record_from(obj: dict[str, Any], r: _Reader, task: Task) -> TaskRecord:
-    status = r.get(obj, "status", lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}", "pending")
-    fingerprints = r.get(obj, "fingerprints", lambda v: isinstance(v, dict) and all(
-        k in task.stages and isinstance(x, str) for k, x in v.items()), f"an object of stage ({', '.join(task.stages)}) -> string", {})
-    reads = r.get(obj, "reads_graph_input", lambda v: _str_list(v) and all(s in task.stages for s in v),
-                  f"a list of stage names ({', '.join(task.stages)})", [])
+def _record_fields(obj: dict[str, Any], r: _Reader, stages: tuple[str, ...], fields: dict[str, Any]) -> TaskError | None:
+    """Check the record's fields into ``fields``; returns the stored error."""
+    fields["status"] = r.get(obj, "status", lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}", "pending")
+    fields["fingerprints"] = r.get(obj, "fingerprints", lambda v: isinstance(v, dict) and all(
+        k in stages and isinstance(x, str) for k, x in v.items()), f"an object of stage ({', '.join(stages)}) -> string", {})
+    fields["reads_graph_input"] = r.get(obj, "reads_graph_input", lambda v: _str_list(v) and all(s in stages for s in v),
+                                        f"a list of stage names ({', '.join(stages)})", [])
     response = r.json_value(obj, "response")
     if response is not None and not (isinstance(response, dict) and isinstance(response.get("text"), str)):
         raise InvalidTraceError("expected null or an object with a string `text`", r.at("response"))
+    fields["response"] = response
     error_obj = obj.get("error")
     error = None
     if error_obj is not None:
@@ -280,18 +385,45 @@ def _record_from(obj: dict[str, Any], r: _Reader, task: Task) -> TaskRecord:
             traceback=er.get(error_obj, "traceback", lambda v: isinstance(v, str), "a string", ""),
             stage=er.get(error_obj, "stage", _opt_str, "a string or null"),
         )
-    return TaskRecord(
-        status="pending" if status == "running" else status,  # a run that was killed mid-task
-        output=r.json_value(obj, "output"),
-        prompt=r.json_value(obj, "prompt"),
-        response=None if response is None else dict(response),
-        fingerprints=dict(fingerprints),
-        reads_graph_input=list(reads),
-        error=error,
-        started_at=r.get(obj, "started_at", _is_number_or_none, "a number or null"),
-        finished_at=r.get(obj, "finished_at", _is_number_or_none, "a number or null"),
-        children=list(r.get(obj, "children", _str_list, "a list of task ids", [])),
-    )
+    fields["output"] = r.json_value(obj, "output")
+    fields["prompt"] = r.json_value(obj, "prompt")
+    fields["started_at"] = r.get(obj, "started_at", _is_number_or_none, "a number or null")
+    fields["finished_at"] = r.get(obj, "finished_at", _is_number_or_none, "a number or null")
+    fields["children"] = r.get(obj, "children", _str_list, "a list of task ids", [])
+    return error
+
+
+def _build(ttype: str, f: dict[str, Any], error: TaskError | None, subgraph: TaskGraph | None = None) -> Task:
+    """The task from fields either path has checked; copies what it keeps, so the input is never shared or changed."""
+    common = {"name": f["name"], "key": f["key"], "id": f["id"], "inputs": f["inputs"]}
+    task: Task
+    if ttype == "python":
+        task = PythonTask(f["fn"], *f["deps"], **common)
+    elif ttype == "llm":
+        task = LLMTask(f["formatter"], f["parser"], *f["deps"], params=f["params"], sample=f["sample"], **common)
+    else:
+        assert subgraph is not None
+        task = TaskGraphTask(subgraph, f["input_formatter"], *f["deps"], **common)
+    task.kwdeps.update(f["kwdeps"])  # not constructor arguments: keyword names like `name` would collide
+    task.created_by = f["created_by"]
+    rec = task.record  # the empty record the constructor made, filled in place rather than replaced
+    status, response, fingerprints, reads, children = (
+        f["status"], f["response"], f["fingerprints"], f["reads_graph_input"], f["children"])
+    rec.status = "pending" if status == "running" else status  # a run that was killed mid-task
+    rec.output = f["output"]
+    rec.prompt = f["prompt"]
+    if response is not None:
+        rec.response = dict(response)
+    if fingerprints:
+        rec.fingerprints.update(fingerprints)
+    if reads:
+        rec.reads_graph_input.extend(reads)
+    rec.error = error
+    rec.started_at = f["started_at"]
+    rec.finished_at = f["finished_at"]
+    if children:
+        rec.children.extend(children)
+    return task
 
 
 def _check_references(graph: TaskGraph, r: _Reader) -> None:
