@@ -208,7 +208,7 @@ def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
             raise InvalidTraceError(f"duplicate task id `{tid}`", r.at(f"tasks[{i}].id"))
         task.graph = graph
         if backward:
-            backward = (all(map(known, task.deps)) and all(map(known, task.kwdeps.values()))
+            backward = (all(map(known, task.deps)) and (not task.kwdeps or all(map(known, task.kwdeps.values())))
                         and (task.created_by is None or task.created_by in tasks))
         if task.record.children:
             parents.append(task)
@@ -395,15 +395,16 @@ def _record_fields(obj: dict[str, Any], r: _Reader, stages: tuple[str, ...], fie
 
 def _build(ttype: str, f: dict[str, Any], error: TaskError | None, subgraph: TaskGraph | None = None) -> Task:
     """The task from fields either path has checked; copies what it keeps, so the input is never shared or changed."""
-    common = {"name": f["name"], "key": f["key"], "id": f["id"], "inputs": f["inputs"]}
+    name, key, tid, inputs = f["name"], f["key"], f["id"], f["inputs"]
     task: Task
     if ttype == "python":
-        task = PythonTask(f["fn"], *f["deps"], **common)
+        task = PythonTask(f["fn"], *f["deps"], name=name, key=key, id=tid, inputs=inputs)
     elif ttype == "llm":
-        task = LLMTask(f["formatter"], f["parser"], *f["deps"], params=f["params"], sample=f["sample"], **common)
+        task = LLMTask(f["formatter"], f["parser"], *f["deps"], params=f["params"], sample=f["sample"],
+                       name=name, key=key, id=tid, inputs=inputs)
     else:
         assert subgraph is not None
-        task = TaskGraphTask(subgraph, f["input_formatter"], *f["deps"], **common)
+        task = TaskGraphTask(subgraph, f["input_formatter"], *f["deps"], name=name, key=key, id=tid, inputs=inputs)
     task.kwdeps.update(f["kwdeps"])  # not constructor arguments: keyword names like `name` would collide
     task.created_by = f["created_by"]
     rec = task.record  # the empty record the constructor made, filled in place rather than replaced

@@ -116,10 +116,11 @@ class Task:
         self.inputs: dict[str, Any] = dict(inputs or {})
         """Constant keyword arguments (JSON values) passed along with the keyword dependencies,
         e.g. the item a planner hands to each child it creates. Part of the input fingerprint."""
-        check_json(self.inputs, f"the `inputs` of task `{self.label}`", "inputs")
-        clash = set(self.inputs) & set(self.kwdeps)
-        if clash:
-            raise ValueError(f"task `{self.label}`: {sorted(clash)} given both as a dependency and in `inputs`")
+        if self.inputs:  # most tasks have none: skip building the message (loading a trace makes thousands)
+            check_json(self.inputs, f"the `inputs` of task `{self.label}`", "inputs")
+            clash = set(self.inputs) & set(self.kwdeps)
+            if clash:
+                raise ValueError(f"task `{self.label}`: {sorted(clash)} given both as a dependency and in `inputs`")
         self.created_by: str | None = None
         """Id of the task that added this one at run time, or None."""
         self.record = TaskRecord()
