@@ -134,11 +134,11 @@ class _Shared:
         self.unstarted = 0
         """Asyncio tasks created for graph tasks (of any depth of sub-graph) that have not run yet; see
         :meth:`Run._execute`."""
-        self.handoffs = 0
-        """Hand-offs since the loop last ran :meth:`_refill`: at most ``_MAX_HANDOFFS`` per such turn."""
+        self.handoffs_until = time.monotonic() + _HANDOFF_SECONDS
+        """Hand-offs stop at this time until the loop has had a turn (and ran :meth:`refill`)."""
 
-    def _refill(self) -> None:
-        self.handoffs = 0
+    def refill(self) -> None:
+        self.handoffs_until = time.monotonic() + _HANDOFF_SECONDS
 
     def listen(self, listener: Callable[[RunEvent], None]) -> Callable[[], None]:
         """Add ``listener`` to every event of this run; returns a function that removes it."""
@@ -183,8 +183,9 @@ class _Shared:
 
 
 _JSON_TYPES = (str, int, float, list, dict, type(None))
-_MAX_HANDOFFS = 100
-"""Hand-offs (see :meth:`Run._execute`) before the loop gets a turn (to poll sockets, fire timers)."""
+_HANDOFF_SECONDS = 0.002
+"""How long hand-offs (see :meth:`Run._execute`) may go on before the loop gets a turn (to poll
+sockets, fire timers): about a turn's length with a few hundred tasks on it."""
 
 
 class _StageError(Exception):
@@ -312,14 +313,15 @@ class Run:
                 self.launched += 1
                 if not isinstance(task, TaskGraphTask):  # else a step could never enter a sub-graph
                     shared.started += 1
-                if self._taking and self._may_hand_off():
+                if self._taking:  # (only the first task launched may be handed off)
                     self._taking = False
-                    self._handed = task, start, path
-                    running[tid] = asyncio.current_task()  # type: ignore[assignment]  # (the one finishing)
-                else:
-                    # `running` holds the only reference the loop needs until the task finishes.
-                    running[tid] = create_task(self._execute(task, start, path))
-                    shared.unstarted += 1
+                    if self._may_hand_off():
+                        self._handed = task, start, path
+                        running[tid] = asyncio.current_task()  # type: ignore[assignment]  # (the one finishing)
+                        continue
+                # `running` holds the only reference the loop needs until the task finishes.
+                running[tid] = create_task(self._execute(task, start, path))
+                shared.unstarted += 1
         finally:
             self._launching = False
         if not self.running:  # only then can `execute` be done; waking it per task would cost a loop turn each
@@ -349,7 +351,10 @@ class Run:
         else:
             for dep_of in self.dependents.pop(tid, ()):
                 self._block(dep_of)
-        self._launch_ready()
+        if self.ready:
+            self._launch_ready()
+        elif not self.running:  # what `_launch_ready` would do with nothing to launch
+            self._idle.set()
 
     def _block(self, tid: str) -> None:
         stack = [tid]
@@ -445,12 +450,13 @@ class Run:
         whose order among themselves is the scheduler's to choose.
         """
         shared, queue = self.shared, self._loop_queue
-        if queue is None or len(queue) != shared.unstarted or shared.handoffs >= _MAX_HANDOFFS:
+        if queue is None or len(queue) != shared.unstarted:
             return False
-        shared.handoffs += 1
-        if shared.handoffs == _MAX_HANDOFFS:  # no more until the loop has had a turn
-            self.loop.call_soon(shared._refill)
-        return True
+        if time.monotonic() < shared.handoffs_until:
+            return True
+        shared.handoffs_until = float("inf")  # none until `refill` ran, after the loop's next poll
+        self.loop.call_soon(shared.refill)
+        return False
 
     async def _execute(self, task: Task, start: str, path: str) -> None:
         """Execute ``task``; then, while its finishing hands this asyncio task a task made ready, that one.
