@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from math import isfinite
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,7 +224,12 @@ def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
 
 
 # The fast path: most tasks of most traces have the exact shape ``to_json`` writes.
-_FAST_FIELDS = {t: frozenset((*_COMMON, *_RECORD, *_TYPE_FIELDS[t])) for t in ("python", "llm")}
+_FAST_SIZES = {t: len({*_COMMON, *_RECORD, *_TYPE_FIELDS[t]}) for t in ("python", "llm")}
+_fields_of = itemgetter(
+    "id", "deps", "kwdeps", "inputs", "children", "name", "key", "created_by", "status", "fingerprints",
+    "reads_graph_input", "response", "started_at", "finished_at", "output", "prompt", "error",
+)
+_llm_fields_of = itemgetter("formatter", "parser", "params", "sample")
 _STATUS_SET = frozenset(STATUSES)
 _ERROR_FIELDS = frozenset(("type", "message", "traceback", "stage"))
 
@@ -238,7 +244,12 @@ def _opt_text(v: Any) -> bool:
 
 
 def _texts(v: Any) -> bool:
-    return type(v) is list and all(map(_text, v))
+    if type(v) is not list:
+        return False
+    for x in v:
+        if type(x) is not str or not (x.isascii() or not _bad_text(x)):
+            return False
+    return True
 
 
 def _task_fast(item: Any) -> Task | None:
@@ -253,32 +264,32 @@ def _task_fast(item: Any) -> Task | None:
     if type(item) is not dict:
         return None
     ttype: Any = item.get("type")
-    fields = _FAST_FIELDS.get(ttype) if type(ttype) is str else None
-    if fields is None or item.keys() != fields:
+    if type(ttype) is not str or len(item) != _FAST_SIZES.get(ttype):
         return None
-    tid, deps, kwdeps, inputs, children = item["id"], item["deps"], item["kwdeps"], item["inputs"], item["children"]
-    name, key, created_by = item["name"], item["key"], item["created_by"]
+    try:  # with the count above: exactly the fields of this task type
+        (tid, deps, kwdeps, inputs, children, name, key, created_by, status, fingerprints, reads, response,
+         started, finished, output, prompt, error_obj) = _fields_of(item)
+        if ttype == "python":
+            fn = item["fn"]
+        else:
+            formatter, parser, params, sample = _llm_fields_of(item)
+    except KeyError:
+        return None
     if not (type(tid) is str and tid and (tid.isascii() or not _bad_text(tid)) and PATH_SEP not in tid
-            and type(deps) is list and all(map(_text, deps))
-            and type(children) is list and (not children or all(map(_text, children)))
+            and _texts(deps) and _texts(children)
             and (name is None or _text(name)) and (key is None or _text(key))
             and (created_by is None or _text(created_by))
-            and type(kwdeps) is dict and (not kwdeps or (all(map(_text, kwdeps)) and all(map(_text, kwdeps.values()))))
+            and type(kwdeps) is dict and (not kwdeps or (_texts(list(kwdeps)) and _texts(list(kwdeps.values()))))
             and (inputs is None or (type(inputs) is dict and (
                 not inputs or (_plainly_fine(inputs) and inputs.keys().isdisjoint(kwdeps)))))):
         return None
     if ttype == "python":
-        fn = item["fn"]
         if not (type(fn) is str and fn and (fn.isascii() or not _bad_text(fn))):
             return None
-    else:
-        formatter, parser, params, sample = item["formatter"], item["parser"], item["params"], item["sample"]
-        if not (formatter and _text(formatter) and parser and _text(parser) and type(params) is dict
-                and (not params or _plainly_fine(params))
-                and type(sample) is int and 0 <= sample and sample.bit_length() <= 64):
-            return None
-    status, fingerprints, reads, response = item["status"], item["fingerprints"], item["reads_graph_input"], item["response"]
-    started, finished, output, prompt = item["started_at"], item["finished_at"], item["output"], item["prompt"]
+    elif not (_text(formatter) and formatter and _text(parser) and parser and type(params) is dict
+              and (not params or _plainly_fine(params))
+              and type(sample) is int and 0 <= sample and sample.bit_length() <= 64):
+        return None
     if not (type(status) is str and status in _STATUS_SET and type(fingerprints) is dict and type(reads) is list
             and (started is None or (type(started) is float and isfinite(started)))
             and (finished is None or (type(finished) is float and isfinite(finished)))
@@ -288,14 +299,14 @@ def _task_fast(item: Any) -> Task | None:
         return None
     stages = _TYPES[ttype].stages
     for stage, fp in fingerprints.items():
-        if type(stage) is not str or stage not in stages or not _text(fp):
+        if type(stage) is not str or stage not in stages or type(fp) is not str or not (fp.isascii() or not _bad_text(fp)):
             return None
     for stage in reads:
         if type(stage) is not str or stage not in stages:
             return None
     error = None
-    if item["error"] is not None:
-        error = _error_fast(item["error"])
+    if error_obj is not None:
+        error = _error_fast(error_obj)
         if error is None:
             return None
     return _build(ttype, item, error)

@@ -44,6 +44,13 @@ class List(list[Any]):
     pass
 
 
+class NoTruth:
+    """A value whose truth cannot be asked: a check that asks before checking the type would raise."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("ambiguous")
+
+
 def nested(depth: int) -> Any:
     value: Any = "bottom"
     for _ in range(depth):
@@ -61,7 +68,7 @@ def odd_values() -> list[Any]:
     return [
         None, True, False, 0, -1, 1, 2**64, 2**64 - 1, 10**30, 10**3800, 10**5000, 1.5, -0.0, math.nan, math.inf,
         1795517396, 1795517396.5, "", "x", "t0", "a > b", " > ", "é ü", "\ud800", "x\udfff", "\x00", Text("x"),
-        Text("run"), [], ["x"], ["t0"], ["é"], ["\ud800"], [1], [None], ["x", "x"], ("x",), List(["x"]), {},
+        Text("run"), [], ["x"], ["t0"], ["é"], ["\ud800"], [1], [None], ["x", "x"], ("x",), List(["x"]), List(), {}, Dict(),
         {"x": "y"}, {"x": "é"}, {"x": "\ud800"}, {"\ud800": "x"}, {1: "y"}, {Text("x"): "y"}, {"x": 1},
         {"x": ("t",)}, Dict(x="y"), {"text": "t"}, {"text": 1}, {"text": "t", "usage": {"input_tokens": 2}},
         {"text": "t", "bad": (1,)}, {"text": "t", "n": math.inf}, {"run": "fp"}, {"run": 1}, {"run": "\ud800"},
@@ -73,7 +80,7 @@ def odd_values() -> list[Any]:
         Dict(type="E", message="m"), nested(31), nested(33), nested(40), nested(255), nested(257), loop,
         self_dict, [shared, shared], {"a": shared, "b": shared}, [[shared, shared], [shared, shared]], {"max_tokens": 5},
         {"messages": [{"role": "user", "content": "hi"}]}, [{"role": "user", "content": "é"}], b"x", {"x"},
-        object(),
+        object(), NoTruth(),
     ]
 
 
