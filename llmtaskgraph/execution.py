@@ -1,6 +1,8 @@
 """The scheduler: runs ready tasks concurrently on one asyncio loop, stage by stage, memoized.
 
 It keeps its own in-degree counts (not ``graphlib``) because tasks may be added while it runs.
+An asyncio task that finishes a task may run the next ready one itself (a hand-off, see
+``Run._execute``), which saves creating an asyncio task and a loop turn per task along chains.
 A task whose every stage fingerprint matches completes synchronously, without a coroutine, so
 replaying a finished trace costs little more than hashing it.
 """
@@ -253,9 +255,11 @@ class Run:
         self.registered.add(tid)
         if self.shared.listeners:
             self.shared.emit("task_added", self.prefix + tid, task)
-        deps = task.deps
-        if task.kwdeps or len(deps) > 1:
-            deps = list(dict.fromkeys(task.all_deps()))  # a dep given twice is waited for once
+        deps = task.deps  # a dep given twice is waited for once:
+        if task.kwdeps:
+            deps = list(dict.fromkeys(task.all_deps()))
+        elif len(deps) > 1 and len(set(deps)) < len(deps):
+            deps = list(dict.fromkeys(deps))
         missing = 0
         finished, dependents = self.finished, self.dependents
         for dep in deps:
@@ -319,9 +323,9 @@ class Run:
                         self._handed = task, start, path
                         running[tid] = asyncio.current_task()  # type: ignore[assignment]  # (the one finishing)
                         continue
+                shared.unstarted += 1  # before: an eager task factory runs `_execute` inside create_task
                 # `running` holds the only reference the loop needs until the task finishes.
                 running[tid] = create_task(self._execute(task, start, path))
-                shared.unstarted += 1
         finally:
             self._launching = False
         if not self.running:  # only then can `execute` be done; waking it per task would cost a loop turn each
@@ -522,8 +526,14 @@ class Run:
             self._taking = True
             try:
                 self._finish(task, "done")
-            finally:
+            except BaseException:  # (a listener's error, say) must not strand the task handed to us
                 self._taking = False
+                if self._handed is not None:
+                    self.shared.unstarted += 1
+                    self.running[str(self._handed[0].id)] = self.loop.create_task(self._execute(*self._handed))
+                    self._handed = None
+                raise
+            self._taking = False
             handed = self._handed
             if handed is None:
                 return
