@@ -225,11 +225,13 @@ def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
 
 # The fast path: most tasks of most traces have the exact shape ``to_json`` writes.
 _FAST_SIZES = {t: len({*_COMMON, *_RECORD, *_TYPE_FIELDS[t]}) for t in ("python", "llm")}
-_fields_of = itemgetter(
+_FAST_COMMON = (
     "id", "deps", "kwdeps", "inputs", "children", "name", "key", "created_by", "status", "fingerprints",
     "reads_graph_input", "response", "started_at", "finished_at", "output", "prompt", "error",
 )
-_llm_fields_of = itemgetter("formatter", "parser", "params", "sample")
+assert {*_FAST_COMMON, "type"} == {*_COMMON, *_RECORD}, "the fast path must check every field"
+_fields_of = itemgetter(*_FAST_COMMON)
+_llm_fields_of = itemgetter(*_TYPE_FIELDS["llm"])
 _STATUS_SET = frozenset(STATUSES)
 _ERROR_FIELDS = frozenset(("type", "message", "traceback", "stage"))
 
