@@ -1,7 +1,9 @@
 """The JSON trace format ``llmtaskgraph/1``: graph, tasks and everything their runs produced.
 
 Loading validates every field and names the first bad one (``tasks[3].deps[0]``); it never
-imports, evaluates or resolves anything named in the file, and never modifies its input.
+imports, evaluates or resolves anything named in the file, and never modifies its input. Tasks of
+the usual shape take a fast path that checks the same rules without building field paths; any
+other task, and every problem, goes the careful way, which names the field.
 """
 
 from __future__ import annotations
