@@ -80,16 +80,14 @@ _FAST_DEPTH = 32
 keeps the quick check's recursion far from Python's limit."""
 
 
-def _plain_container(value: list[Any] | dict[Any, Any], depth: int, seen: set[int]) -> bool:
+def _plain_container(value: list[Any] | dict[Any, Any], depth: int, seen: set[int] | None) -> bool:
     """Whether a list or dict is plainly JSON, without building any path: a quick yes, or "look closer".
 
     False does not mean wrong: a container met twice (shared, or a reference cycle), nesting over
     ``_FAST_DEPTH`` or anything unusual sends the value to the full walk, which decides and names
-    the path. Met-twice refusal also keeps this linear in the size of the value.
+    the path. Met-twice refusal also keeps this linear in the size of the value. ``seen`` holds the
+    ids of the containers met so far; it is made when the first nested one is met (flat values need none).
     """
-    if depth > _FAST_DEPTH or id(value) in seen:
-        return False
-    seen.add(id(value))
     if type(value) is dict:
         for k in value:
             if type(k) is not str or (not k.isascii() and _bad_text(k)):
@@ -109,7 +107,12 @@ def _plain_container(value: list[Any] | dict[Any, Any], depth: int, seen: set[in
             if not math.isfinite(v):
                 return False
         elif t is list or t is dict:
-            if not _plain_container(v, depth + 1, seen):
+            if seen is None:
+                seen = {id(value)}
+            if depth >= _FAST_DEPTH or id(v) in seen:
+                return False
+            seen.add(id(v))
+            if v and not _plain_container(v, depth + 1, seen):
                 return False
         elif v is not None and t is not bool:
             return False
@@ -125,7 +128,7 @@ def _plainly_fine(value: Any) -> bool:
         return True
     if t is list or t is dict:
         try:
-            return not value or _plain_container(value, 1, set())
+            return not value or _plain_container(value, 1, None)
         except RecursionError:  # called near the stack's limit: the iterative walk needs no stack
             return False
     if t is int:

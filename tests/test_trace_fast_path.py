@@ -58,6 +58,14 @@ def nested(depth: int) -> Any:
     return value
 
 
+def doubled(depth: int) -> Any:
+    """2**depth paths through ``depth`` shared lists: a check that does not notice sharing would not end."""
+    value: Any = ["leaf"]
+    for _ in range(depth):
+        value = [value, value]
+    return value
+
+
 def odd_values() -> list[Any]:
     """Values at and around every boundary the shortcuts draw."""
     loop: list[Any] = ["x"]
@@ -256,7 +264,7 @@ def test_loading_shares_no_container_with_its_input(base: str) -> None:
 def test_plain_values_are_plain_exactly_when_the_full_walk_finds_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:
     values = odd_values()
     values += [copy.deepcopy(v) for v in values if isinstance(v, (list, dict))]
-    values += [[v] for v in values] + [{"k": v} for v in values]
+    values += [[v] for v in values] + [{"k": v} for v in values] + [doubled(30)]
     for value in values:
         quick = fingerprint._find_problem(value, "x")
         with monkeypatch.context() as m:
