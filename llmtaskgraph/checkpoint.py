@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .execution import RunEvent, _Shared
     from .graph import TaskGraph
+    from .run_state import RunEvent, RunState
 
 #: Seconds between saves when a checkpoint file is given but neither interval is.
 DEFAULT_SECONDS = 10.0
@@ -78,7 +78,7 @@ class Checkpointer:
         self.save()
 
 
-def attach_checkpoint(graph: TaskGraph, shared: _Shared) -> Callable[[], None]:
+def attach_checkpoint(graph: TaskGraph, shared: RunState) -> Callable[[], None]:
     """Start checkpointing ``graph`` if its run asked for it; returns what to call when the run ends."""
     opts = shared.options
     if opts.checkpoint is None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._sync import run_sync
 from .errors import GraphValidationError, TaskGraphError
-from .execution import Run, RunEvent, RunOptions, RunReport, _Shared
+from .execution import Run, RunEvent, RunOptions, RunReport, RunState
 from .registry import Registry, check_registry, lookup
 from .tasks import PATH_SEP, LLMTask, Task, TaskGraphTask, valid_id
 
@@ -46,7 +46,7 @@ class TaskGraph:
         """What the latest run did (executed tasks, calls per function, failures)."""
         self._output_id: str | None = None
         self._lock = threading.RLock()
-        self._active: _Shared | None = None
+        self._active: RunState | None = None
 
     # -- building ---------------------------------------------------------------------------------
     @property
@@ -275,7 +275,7 @@ class TaskGraph:
         check_registry(registry, self.required_functions())
         if resample:
             self.resample(None if resample is True else resample)
-        shared = _Shared(registry, RunOptions(llm=llm or default_llm(), **options))
+        shared = RunState(registry, RunOptions(llm=llm or default_llm(), **options))
         from .checkpoint import attach_checkpoint
         from .progress import attach_progress
 

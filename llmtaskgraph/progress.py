@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from .execution import RunEvent, _Shared
     from .graph import TaskGraph
+    from .run_state import RunEvent, RunState
 
 
 @dataclass
@@ -153,7 +153,7 @@ class Progress:
         self.display.update(self.counter, final=True)
 
 
-def attach_progress(graph: TaskGraph, shared: _Shared, progress: bool | Display | None) -> Callable[[], None]:
+def attach_progress(graph: TaskGraph, shared: RunState, progress: bool | Display | None) -> Callable[[], None]:
     """Show progress for one run; returns the function that ends the display when the run ends.
 
     ``progress`` may also be a :class:`Display`. A single step (``max_tasks=1``) shows nothing

@@ -517,3 +517,17 @@ def test_a_graph_cannot_run_twice_at_once():
         return await first
 
     assert asyncio.run(both()) == 1
+
+
+def test_an_event_listener_that_raises_is_dropped_with_a_warning_and_the_run_finishes():
+    seen = []
+
+    def fragile(event):
+        seen.append(event.kind)
+        raise RuntimeError("listener bug")
+
+    graph = chain_graph()
+    with pytest.warns(RuntimeWarning, match="raised RuntimeError: listener bug; it gets no more events"):
+        assert graph.run({"f": lambda ctx, *a: ctx.task.id}, on_event=fragile, timeout=10) == "c"
+    assert seen == ["task_added"]
+    assert all(t.status == "done" for t in graph.tasks.values())
