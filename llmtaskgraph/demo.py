@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     report = graph.last_run
     assert report is not None
-    print(f"ran {len(report.executed)} tasks ({report.llm_calls} LLM calls) in {elapsed:.2f}s; graph now has {len(graph.tasks)} tasks")
+    inside = sum(" > " in path for path in report.executed)
+    print(
+        f"ran {len(report.executed)} tasks ({inside} inside the sub-graph, {report.llm_calls} LLM calls) in {elapsed:.2f}s; "
+        f"the graph grew to {len(graph.tasks)} top-level tasks"
+    )
     print(f"dynamic tasks: {', '.join(t for t in graph.tasks if graph.tasks[t].created_by)}")
     print("output:")
     print(f"  headline: {output['headline']}")

@@ -83,12 +83,23 @@ def _task_to_json(task: Task) -> dict[str, Any]:
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+"""The mode ``open(path, "w")`` would give a new file."""
+
+
 def save(graph: TaskGraph, path: Path) -> None:
     """Write atomically: a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
     text = json.dumps(graph.to_json(), ensure_ascii=False, allow_nan=False)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
+        os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 would make every saved trace private to its writer
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

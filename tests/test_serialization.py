@@ -99,6 +99,16 @@ def test_save_and_load(tmp_path, ran_graph):
     assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]  # no temporary file left behind
 
 
+def test_saved_traces_get_the_mode_an_ordinary_new_file_gets(tmp_path):
+    import os
+
+    graph = TaskGraph()
+    graph.add_task(PythonTask("f"))
+    graph.save(tmp_path / "trace.json")
+    (tmp_path / "plain.json").write_text("{}")
+    assert os.stat(tmp_path / "trace.json").st_mode == os.stat(tmp_path / "plain.json").st_mode
+
+
 def test_save_is_atomic_when_serialization_fails(tmp_path):
     graph = TaskGraph()
     graph.add_task(PythonTask("f"))
