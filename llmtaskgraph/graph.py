@@ -87,7 +87,7 @@ class TaskGraph:
         return task
 
     def _fresh_id(self, task: Task) -> str:
-        base = task.name or _primary_name(task)
+        base = task.name or task.main_function
         if base not in self.tasks:
             return base
         n = 2
@@ -132,7 +132,7 @@ class TaskGraph:
         with self._lock:
             cid = str(creator.id)
             counts = run.child_counts.setdefault(cid, Counter())
-            base = task.key or task.name or _primary_name(task)
+            base = task.key or task.name or task.main_function
             counts[base] += 1
             tid = task.id or (f"{cid}/{base}" if task.key else f"{cid}/{base}#{counts[base]}")
             seen = run.children_seen.setdefault(cid, [])
@@ -383,10 +383,6 @@ class TaskGraph:
         counts = Counter(t.record.status for t in self.tasks.values())
         summary = ", ".join(f"{n} {s}" for s, n in counts.items()) or "empty"
         return f"<TaskGraph {len(self.tasks)} tasks: {summary}>"
-
-
-def _primary_name(task: Task) -> str:
-    return next(iter(task.function_names().values()))
 
 
 def _take_over(old: Task, new: Task) -> None:

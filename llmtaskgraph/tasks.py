@@ -138,7 +138,12 @@ class Task:
     @property
     def label(self) -> str:
         """What to call this task in messages and drawings: its name, else its id."""
-        return self.name or self.id or next(iter(self.function_names().values()))
+        return self.name or self.id or self.main_function
+
+    @property
+    def main_function(self) -> str:
+        """The registry name a task is known by before it has an id (its first function)."""
+        return next(iter(self.function_names().values()))
 
     def spec_equals(self, other: Task) -> bool:
         """Same type, functions, dependencies and settings."""
