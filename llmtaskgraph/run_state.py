@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -57,8 +57,9 @@ class RunOptions:
     """Stop before executing any of these tasks (ids; ``outer > inner`` paths inside sub-graphs)."""
     break_after: Collection[str] = ()
     """Stop after any of these tasks finishes (ids; ``outer > inner`` paths inside sub-graphs)."""
-    on_event: Callable[[RunEvent], None] | None = None
-    """Called on the loop thread for every :class:`RunEvent`."""
+    on_event: Callable[[RunEvent], None] | Sequence[Callable[[RunEvent], None]] | None = None
+    """Called on the loop thread for every :class:`RunEvent` (one callable or several); one that
+    raises is dropped for the rest of the run with a warning."""
     max_workers: int = 32
     """Threads for plain (non-async) registry functions, so they do not block LLM calls."""
     backend: ExecutionBackend | None = None
@@ -117,7 +118,10 @@ class RunState:
         self.started = 0
         """Tasks that executed, sub-graph tasks counted by their inner tasks: what ``max_tasks`` bounds."""
         self.is_async: dict[Callable[..., Any], bool] = {}
-        self.listeners: list[Callable[[RunEvent], None]] = [] if options.on_event is None else [options.on_event]
+        on_event = options.on_event
+        self.listeners: list[Callable[[RunEvent], None]] = (
+            [] if on_event is None else [on_event] if callable(on_event) else list(on_event)
+        )
         """Everything watching this run (the user's ``on_event``, progress bars, widgets). Hot paths
         test it before building an event's path, so a run nobody watches pays nothing for events."""
         self.bounded = options.max_tasks is not None or self.deadline is not None or bool(options.break_before)

@@ -26,13 +26,9 @@ async def stream_events(graph: TaskGraph, registry: Registry, **options: Any) ->
     """Yield every :class:`RunEvent` of a run of ``graph``; raise its ``TaskGraphError`` at the end."""
     queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
     also = options.pop("on_event", None)
-
-    def put(event: RunEvent) -> None:
-        queue.put_nowait(event)
-        if also is not None:
-            also(event)
-
-    runner = asyncio.ensure_future(graph.arun(registry, on_event=put, **options))
+    # The caller's own callback is a listener of its own: if it raises it is dropped, not the stream.
+    listeners = [queue.put_nowait, *([] if also is None else [also] if callable(also) else also)]
+    runner = asyncio.ensure_future(graph.arun(registry, on_event=listeners, **options))
     runner.add_done_callback(lambda _: queue.put_nowait(None))
     try:
         while (event := await queue.get()) is not None:

@@ -8,14 +8,13 @@ that decide whether it can be reused (see :mod:`llmtaskgraph.fingerprint`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .fingerprint import NONE, check_json, digest
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
 
-Status = Literal["pending", "running", "done", "failed", "blocked"]
 STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed", "blocked")
 _UNSET: Any = object()
 

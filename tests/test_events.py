@@ -95,3 +95,28 @@ def test_a_listener_sees_a_finished_creators_children_in_its_record() -> None:
 
     graph.run({"make": make, "leaf": lambda ctx: 1}, llm=OfflineLLM(), on_event=on_event, progress=False)
     assert seen == [["make/a", "make/b"]]
+
+
+async def test_a_raising_on_event_callback_does_not_cut_the_stream() -> None:
+    graph = chain(3)
+
+    async def work(ctx: Any, *deps: Any) -> str:
+        return str(ctx.task.id)
+
+    def broken(event: RunEvent) -> None:
+        raise RuntimeError("callback bug")
+
+    kinds = []
+    with pytest.warns(RuntimeWarning, match="callback bug"):
+        async for event in graph.events({"work": work}, llm=OfflineLLM(), progress=False, on_event=broken):
+            kinds.append((event.kind, event.path))
+    assert [p for k, p in kinds if k == "task_finished"] == ["t0", "t1", "t2"]
+
+
+def test_on_event_accepts_several_callbacks() -> None:
+    graph = chain(2)
+    first: list[str] = []
+    second: list[str] = []
+    graph.run({"work": lambda ctx, *d: 1}, llm=OfflineLLM(), progress=False,
+              on_event=[lambda e: first.append(e.kind), lambda e: second.append(e.kind)])
+    assert first == second and first.count("task_finished") == 2
