@@ -6,7 +6,6 @@ as JSON, edit any prompt, reply or output, and run again: only what the edit aff
 
 from __future__ import annotations
 
-from .context import TaskContext
 from .errors import (
     GraphValidationError,
     InvalidTraceError,
@@ -16,12 +15,13 @@ from .errors import (
     OutputNotJSONError,
     TaskGraphError,
 )
-from .execution import RunEvent, RunReport
-from .graph import TaskGraph
 from .llm import AnthropicLLM, LLMResponse, OfflineLLM, ResponseCache, ScriptedLLM
-from .registry import FunctionRegistry
-from .tasks import LLMTask, PythonTask, Task, TaskGraphTask
-from .usage import Usage
+from .model.context import TaskContext
+from .model.graph import TaskGraph
+from .model.registry import FunctionRegistry
+from .model.tasks import LLMTask, PythonTask, Task, TaskGraphTask
+from .run.scheduler import RunEvent, RunReport
+from .trace.usage import Usage
 
 __version__ = "0.1.0"
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from .errors import GraphValidationError, InvalidTraceError, MissingFunctionError, TaskGraphError
-from .graph import TaskGraph
-from .summary import task_rows, totals, utc_time
+from .model.graph import TaskGraph
+from .trace.summary import task_rows, totals, utc_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -147,7 +147,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import render_report
+    from .views.report import render_report
 
     trace = Path(args.trace)
     graph = load_trace(trace)
@@ -161,7 +161,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from .diff import diff_graphs
+    from .trace.diff import diff_graphs
 
     result = diff_graphs(load_trace(Path(args.a)), load_trace(Path(args.b)), all_fields=args.all_fields)
     if not result:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from llmtaskgraph.render import STATUS_COLOURS
+from llmtaskgraph.views.render import STATUS_COLOURS
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "02_edit_and_replay.ipynb"

@@ -276,7 +276,7 @@ def test_run_checkpoints_the_trace_while_it_runs(project: Path, capsys: pytest.C
 
 def test_a_big_trace_reports_every_task_but_draws_the_first_500_in_the_timeline(tmp_path: Path) -> None:
     from llmtaskgraph import PythonTask
-    from llmtaskgraph.report import MAX_TIMELINE_ROWS, render_report
+    from llmtaskgraph.views.report import MAX_TIMELINE_ROWS, render_report
 
     graph = TaskGraph()
     for i in range(MAX_TIMELINE_ROWS + 100):

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph, TaskGraphError, TaskGraphTask
-from llmtaskgraph.render import graph_html, task_html, to_dot, to_svg
-from llmtaskgraph.report import render_report
+from llmtaskgraph.views.render import graph_html, task_html, to_dot, to_svg
+from llmtaskgraph.views.report import render_report
 
 CORPUS = [
     '"><script>alert(1)</script>',

@@ -41,9 +41,9 @@ from llmtaskgraph import (
     TaskGraphTask,
 )
 from llmtaskgraph.cli import print_table
-from llmtaskgraph.diff import diff_graphs
-from llmtaskgraph.report import _task_details, render_report
-from llmtaskgraph.summary import task_rows
+from llmtaskgraph.trace.diff import diff_graphs
+from llmtaskgraph.trace.summary import task_rows
+from llmtaskgraph.views.report import _task_details, render_report
 
 SEED = 20261124
 FROM_JSON_INPUTS = 1000

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-import llmtaskgraph.graph as graph_module
+import llmtaskgraph.model.graph as graph_module
 from llmtaskgraph import LLMTask, OfflineLLM, ScriptedLLM, TaskGraph, TaskGraphError
 from llmtaskgraph.llm import OFFLINE_NOTICE
 

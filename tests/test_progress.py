@@ -9,7 +9,7 @@ import pytest
 from jupyter_helpers import planner_graph
 
 from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph, TaskGraphError
-from llmtaskgraph.progress import ProgressCounter, TerminalDisplay, WidgetDisplay, make_display
+from llmtaskgraph.run.progress import ProgressCounter, TerminalDisplay, WidgetDisplay, make_display
 
 
 class Recorder:

@@ -329,7 +329,7 @@ def check_renders(graph: TaskGraph) -> None:
         assert task._repr_mimebundle_()
         if isinstance(task, TaskGraphTask):
             check_renders(task.subgraph)
-    from llmtaskgraph.report import render_report
+    from llmtaskgraph.views.report import render_report
 
     assert "</html>" in render_report(graph)
 

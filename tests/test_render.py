@@ -10,7 +10,7 @@ import pytest
 from jupyter_helpers import chain_graph, planner_graph
 
 from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph, TaskGraphError, TaskGraphTask
-from llmtaskgraph.render import STATUS_COLOURS, Limits, graph_html, task_html, to_dot, to_html, to_svg
+from llmtaskgraph.views.render import STATUS_COLOURS, Limits, graph_html, task_html, to_dot, to_html, to_svg
 
 HOSTILE = '<script>alert("x")</script></svg><b>&amp;\\N "quoted"'
 

@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from llmtaskgraph import LLMTask, OfflineLLM, PythonTask, TaskGraph, TaskGraphError, TaskGraphTask
-from llmtaskgraph.report import render_report
-from llmtaskgraph.summary import task_rows, totals
+from llmtaskgraph.trace.summary import task_rows, totals
+from llmtaskgraph.views.report import render_report
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -27,9 +27,9 @@ from llmtaskgraph import (
     TaskGraphError,
     TaskGraphTask,
     fingerprint,
-    serialization,
 )
-from llmtaskgraph.tasks import Task
+from llmtaskgraph.model.tasks import Task
+from llmtaskgraph.trace import serialization
 
 
 class Text(str):

@@ -8,7 +8,7 @@ import pytest
 from jupyter_helpers import planner_graph
 
 from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph
-from llmtaskgraph.render import STATUS_COLOURS
+from llmtaskgraph.views.render import STATUS_COLOURS
 
 
 def test_editing_a_running_task_is_refused_with_a_message():

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from ..context import TaskContext
+    from ..model.context import TaskContext
 
 __all__ = ["ExecutionBackend"]
 

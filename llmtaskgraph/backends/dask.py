@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from distributed import Client
 
-    from ..context import TaskContext
+    from ..model.context import TaskContext
 
 __all__ = ["DaskBackend", "TaskRef", "WorkerContext"]
 

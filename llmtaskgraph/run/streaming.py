@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .execution import RunEvent
-    from .graph import TaskGraph
-    from .registry import Registry
+    from ..model.graph import TaskGraph
+    from ..model.registry import Registry
+    from .scheduler import RunEvent
 
 
 async def stream_events(graph: TaskGraph, registry: Registry, **options: Any) -> AsyncIterator[RunEvent]:

@@ -14,11 +14,11 @@ import hashlib
 from html import escape
 from typing import TYPE_CHECKING
 
+from ..trace.summary import TaskRow, Totals, intervals, leaf_spans, running_counts, task_rows, totals, utc_time
 from .render import STATUS_COLOURS, Limits, graph_html, task_html
-from .summary import TaskRow, Totals, intervals, leaf_spans, running_counts, task_rows, totals, utc_time
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
 MAX_TIMELINE_ROWS = 500
 """Tasks drawn in the timeline (the first to start); the running-at-once line always covers all."""
@@ -117,7 +117,7 @@ def _totals_table(sums: Totals) -> str:
 
 
 def _graph_drawing(graph: TaskGraph) -> str:
-    """The drawing of :mod:`llmtaskgraph.render` (an HTML table saying how to get graphviz without ``dot``)."""
+    """The drawing of :mod:`llmtaskgraph.views.render` (an HTML table saying how to get graphviz without ``dot``)."""
     try:
         return graph_html(graph, _LIMITS)
     except Exception as exc:  # a drawing problem must not cost the user the rest of the report
@@ -166,7 +166,7 @@ def _timeline(rows: list[TaskRow], sums: Totals) -> str:
 
 
 def _task_details(row: TaskRow) -> str:
-    """A collapsible entry: a one-line summary, and the task card of :mod:`llmtaskgraph.render` inside."""
+    """A collapsible entry: a one-line summary, and the task card of :mod:`llmtaskgraph.views.render` inside."""
     task, rec = row.task, row.task.record
     colour = STATUS_COLOURS.get(rec.status, "#ffffff")
     bits = [task.type]

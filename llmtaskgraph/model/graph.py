@@ -1,7 +1,7 @@
 """TaskGraph: the model of an application (tasks, dependencies, input, output) and its edits.
 
-Running is delegated to :mod:`llmtaskgraph.execution`, JSON to :mod:`llmtaskgraph.serialization`,
-drawing to :mod:`llmtaskgraph.render`; this module only keeps the graph consistent.
+Running is delegated to :mod:`llmtaskgraph.run.scheduler`, JSON to :mod:`llmtaskgraph.trace.serialization`,
+drawing to :mod:`llmtaskgraph.views.render`; this module only keeps the graph consistent.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._sync import run_sync
-from .errors import GraphValidationError, TaskGraphError
-from .execution import Run, RunEvent, RunOptions, RunReport, RunState
+from ..errors import GraphValidationError, TaskGraphError
+from ..run._sync import run_sync
+from ..run.scheduler import Run, RunEvent, RunOptions, RunReport, RunState
 from .registry import Registry, check_registry, lookup
 from .tasks import PATH_SEP, LLMTask, Task, TaskGraphTask, valid_id
 
 if TYPE_CHECKING:
-    from .llm.base import LLMBackend
-    from .usage import Usage
-    from .widgets import GraphEditor
+    from ..llm.base import LLMBackend
+    from ..trace.usage import Usage
+    from ..views.widgets import GraphEditor
 
 T = TypeVar("T", bound=Task)
 _offline_notice_shown = False
@@ -276,8 +276,8 @@ class TaskGraph:
         if resample:
             self.resample(None if resample is True else resample)
         shared = RunState(registry, RunOptions(llm=llm or default_llm(), **options))
-        from .checkpoint import attach_checkpoint
-        from .progress import attach_progress
+        from ..run.checkpoint import attach_checkpoint
+        from ..run.progress import attach_progress
 
         finish_checkpoint = attach_checkpoint(self, shared)
         detach = attach_progress(self, shared, progress)
@@ -299,7 +299,7 @@ class TaskGraph:
 
     def events(self, registry: Registry, **options: Any) -> AsyncIterator[RunEvent]:
         """Run (as :meth:`arun` does) while yielding its events: ``async for event in graph.events(registry)``."""
-        from .streaming import stream_events
+        from ..run.streaming import stream_events
 
         return stream_events(self, registry, **options)
 
@@ -333,34 +333,34 @@ class TaskGraph:
 
     def usage(self) -> Usage:
         """Calls, tokens (cache reads/writes too), LLM seconds and per-model counts of the replies in the
-        trace, sub-graphs included. See :mod:`llmtaskgraph.usage`."""
-        from .usage import graph_usage
+        trace, sub-graphs included. See :mod:`llmtaskgraph.trace.usage`."""
+        from ..trace.usage import graph_usage
 
         return graph_usage(self)
 
     # -- JSON -------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """The graph and its whole trace as plain JSON types (``json.dumps`` works on it)."""
-        from .serialization import graph_to_json
+        from ..trace.serialization import graph_to_json
 
         return graph_to_json(self)
 
     @classmethod
     def from_json(cls, data: Any) -> TaskGraph:
         """Rebuild a graph from :meth:`to_json` output; ``data`` is not modified."""
-        from .serialization import graph_from_json
+        from ..trace.serialization import graph_from_json
 
         return graph_from_json(data)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the trace to ``path`` atomically (a crash never leaves a half-written file)."""
-        from .serialization import save
+        from ..trace.serialization import save
 
         save(self, Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TaskGraph:
-        from .serialization import load
+        from ..trace.serialization import load
 
         return load(Path(path))
 
@@ -370,12 +370,12 @@ class TaskGraph:
 
         ``options`` are passed to every run the editor starts (``llm=``, ``max_concurrency=``, ...).
         """
-        from .widgets import GraphEditor
+        from ..views.widgets import GraphEditor
 
         return GraphEditor(self, registry, **options)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .render import graph_mimebundle
+        from ..views.render import graph_mimebundle
 
         return graph_mimebundle(self)
 
@@ -390,7 +390,7 @@ def _take_over(old: Task, new: Task) -> None:
     new.record = old.record
     new.created_by = old.created_by
     if isinstance(old, TaskGraphTask) and isinstance(new, TaskGraphTask):
-        from .serialization import same_spec
+        from ..trace.serialization import same_spec
 
         if same_spec(old.subgraph, new.subgraph):
             new.subgraph = old.subgraph
@@ -401,10 +401,10 @@ def _take_over(old: Task, new: Task) -> None:
 def default_llm() -> LLMBackend:
     """AnthropicLLM when ANTHROPIC_API_KEY is set, else the offline backend (announced once)."""
     global _offline_notice_shown
-    from .llm import OFFLINE_NOTICE, OfflineLLM
+    from ..llm import OFFLINE_NOTICE, OfflineLLM
 
     if os.environ.get("ANTHROPIC_API_KEY"):
-        from .llm.anthropic import AnthropicLLM
+        from ..llm.anthropic import AnthropicLLM
 
         return AnthropicLLM()
     if not _offline_notice_shown:

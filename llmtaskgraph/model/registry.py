@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
-from .errors import MissingFunctionError
+from ..errors import MissingFunctionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 Registry = Mapping[str, Callable[..., Any]]

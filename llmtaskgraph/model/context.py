@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from .execution import Run
+    from ..run.scheduler import Run
     from .graph import TaskGraph
     from .tasks import Task
 

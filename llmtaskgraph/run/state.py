@@ -1,6 +1,6 @@
 """Run settings, the report of a run, its events, and the state a run shares with its sub-graph runs.
 
-Kept apart from the scheduler (:mod:`llmtaskgraph.execution`) so the scheduler reads as the
+Kept apart from the scheduler (:mod:`llmtaskgraph.run.scheduler`) so the scheduler reads as the
 algorithm alone; progress, checkpoints and widgets only need what is here.
 """
 
@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from .llm.base import LLMBackend
-from .registry import Registry
+from ..llm.base import LLMBackend
+from ..model.registry import Registry
 
 if TYPE_CHECKING:
-    from .backends import ExecutionBackend
-    from .llm.cache import ResponseStore
-    from .tasks import Task
+    from ..backends import ExecutionBackend
+    from ..llm.cache import ResponseStore
+    from ..model.tasks import Task
 
 
 @dataclass
@@ -109,7 +109,7 @@ class RunState:
         self.report = RunReport()
         self.cache: ResponseStore | None = None
         if options.cache is not None:
-            from .llm.cache import as_store
+            from ..llm.cache import as_store
 
             self.cache = as_store(options.cache)
         self.semaphore = asyncio.Semaphore(options.max_concurrency)

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
-    from .run_state import RunEvent, RunState
+    from ..model.graph import TaskGraph
+    from .state import RunEvent, RunState
 
 
 @dataclass
 class ProgressCounter:
-    """Run totals, kept up to date from :class:`~llmtaskgraph.execution.RunEvent` s."""
+    """Run totals, kept up to date from :class:`~llmtaskgraph.run.scheduler.RunEvent` s."""
 
     total: int = 0
     """Tasks seen so far (grows when tasks add tasks; sub-graph tasks included)."""

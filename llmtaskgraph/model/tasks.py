@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .fingerprint import NONE, check_json, digest
+from ..fingerprint import NONE, check_json, digest
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
@@ -214,7 +214,7 @@ class Task:
         return f"<{type(self).__name__} {self.id!r}{extra} {self.status}>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .render import task_mimebundle
+        from ..views.render import task_mimebundle
 
         return task_mimebundle(self)
 
@@ -267,7 +267,7 @@ class LLMTask(Task):
     def edit(self, *, prompt: Any = _UNSET, response: Any = _UNSET, output: Any = _UNSET) -> None:
         self._check_editable()
         if prompt is not _UNSET:
-            from .llm.base import PromptError, build_request
+            from ..llm.base import PromptError, build_request
 
             check_json(prompt, f"the prompt edit of task `{self.id}`", "prompt")
             try:

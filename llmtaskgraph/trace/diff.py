@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
 NOISY_FIELDS = ("started_at", "finished_at", "fingerprints", "response")
 _SHORT = 60

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .tasks import LLMTask, TaskGraphTask
+from ..model.tasks import LLMTask, TaskGraphTask
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
 
 @dataclass

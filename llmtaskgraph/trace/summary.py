@@ -1,6 +1,6 @@
 """Per-task facts read from a trace (status, tokens, timings), shared by ``show`` and ``report``.
 
-Token and retry counts come from :mod:`llmtaskgraph.usage` (the same numbers as ``graph.usage()``);
+Token and retry counts come from :mod:`llmtaskgraph.trace.usage` (the same numbers as ``graph.usage()``);
 this module adds the per-task rows and the timing facts: wall time and how many tasks ran at once.
 Traces may be hand-edited, so timings are used only where both ends are present and in order.
 """
@@ -12,11 +12,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .tasks import LLMTask, Task, TaskGraphTask
+from ..model.tasks import LLMTask, Task, TaskGraphTask
 from .usage import Usage, graph_usage
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
 
 @dataclass

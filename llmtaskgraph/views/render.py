@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .tasks import STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
+from ..model.tasks import STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
 STATUS_COLOURS = {"pending": "#e0e0e0", "running": "#ffd54f", "done": "#a5d6a7", "failed": "#ef9a9a", "blocked": "#ffcc80"}
 """Fill colour of each task status, in the SVG, the fallback table and the legend."""

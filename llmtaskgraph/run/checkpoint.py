@@ -2,7 +2,7 @@
 
 A run given ``checkpoint=path`` saves the root graph's trace (with every sub-graph) every
 ``checkpoint_every`` finished tasks and/or every ``checkpoint_seconds``, and once more when the
-run ends, however it ends. Each save goes through :func:`llmtaskgraph.serialization.save` (a temporary
+run ends, however it ends. Each save goes through :func:`llmtaskgraph.trace.serialization.save` (a temporary
 file, fsync, rename), so a process killed at any moment leaves the previous complete checkpoint.
 Restarting is ``TaskGraph.load(path).run(registry, checkpoint=path)``: finished tasks are memoized, and
 a task that was running when the process died was saved without its result, so it runs again.
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
-    from .run_state import RunEvent, RunState
+    from ..model.graph import TaskGraph
+    from .state import RunEvent, RunState
 
 #: Seconds between saves when a checkpoint file is given but neither interval is.
 DEFAULT_SECONDS = 10.0

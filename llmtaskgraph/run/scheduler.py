@@ -19,18 +19,18 @@ from collections import Counter, deque
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from .context import TaskContext
-from .errors import LLMTaskGraphError
-from .fingerprint import check_json, digest, stage_fingerprint
-from .llm.base import build_request
-from .registry import lookup
-from .run_state import RunEvent, RunOptions, RunReport, RunState
-from .tasks import PATH_SEP, LLMTask, PythonTask, Task, TaskError, TaskGraphTask
+from ..errors import LLMTaskGraphError
+from ..fingerprint import check_json, digest, stage_fingerprint
+from ..llm.base import build_request
+from ..model.context import TaskContext
+from ..model.registry import lookup
+from ..model.tasks import PATH_SEP, LLMTask, PythonTask, Task, TaskError, TaskGraphTask
+from .state import RunEvent, RunOptions, RunReport, RunState
 
 __all__ = ["Run", "RunEvent", "RunOptions", "RunReport", "RunState", "SubgraphFailed"]
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
 
 _JSON_TYPES = (str, int, float, list, dict, type(None))

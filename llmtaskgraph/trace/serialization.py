@@ -18,12 +18,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidTraceError
-from .fingerprint import _bad_text, _find_problem, _plainly_fine
-from .tasks import PATH_SEP, STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, valid_id
+from ..errors import InvalidTraceError
+from ..fingerprint import _bad_text, _find_problem, _plainly_fine
+from ..model.tasks import PATH_SEP, STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, valid_id
 
 if TYPE_CHECKING:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
 FORMAT = "llmtaskgraph/1"
 MAX_NESTING = 64
@@ -203,7 +203,7 @@ def _str_list(v: Any) -> bool:
 
 
 def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
-    from .graph import TaskGraph
+    from ..model.graph import TaskGraph
 
     if depth > MAX_NESTING:
         raise InvalidTraceError(f"sub-graphs are nested more than {MAX_NESTING} deep", path or "<root>")

@@ -16,15 +16,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import LLMTaskGraphError, TaskGraphError
-from .progress import ProgressCounter
+from ..errors import LLMTaskGraphError, TaskGraphError
+from ..model.tasks import LLMTask, Task
+from ..run.progress import ProgressCounter
 from .render import Limits, as_text, clip, graph_html, iter_tasks, task_html
-from .tasks import LLMTask, Task
 
 if TYPE_CHECKING:
-    from .execution import RunEvent
-    from .graph import TaskGraph
-    from .registry import Registry
+    from ..model.graph import TaskGraph
+    from ..model.registry import Registry
+    from ..run.scheduler import RunEvent
 
 try:
     import ipywidgets as w
