@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -217,3 +218,42 @@ def test_a_hand_edited_prompt_that_is_not_a_prompt_fails_that_task_only():
         loaded.run(reg, llm=OfflineLLM())
     assert "got int" in loaded.tasks["x"].error.message
     assert loaded.tasks["other"].status == "done"
+
+
+# -- older formats still load ------------------------------------------------------------------------
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _v1_words(ctx):
+    return ctx.graph_input["text"].split()
+
+
+def _v1_plan(ctx, ws):
+    for w in ws[:2]:
+        ctx.add_task(PythonTask("shout", key=w, inputs={"word": w}))
+    return len(ws)
+
+
+V1_REGISTRY = {
+    "words": _v1_words,
+    "fmt": lambda ctx, ws: f"Give a rhyme for {ws[0]}.",
+    "parse": lambda ctx, text: text.strip(),
+    "plan": _v1_plan,
+    "shout": lambda ctx, word: word.upper(),
+    "to_sub": lambda ctx, n: {"n": n},
+    "double": lambda ctx: ctx.graph_input["n"] * 2,
+}
+"""The registry ``tests/fixtures/trace_v1.json`` was run with (by llmtaskgraph before format 2):
+``words`` -> LLMTask ``rhyme`` on OfflineLLM, ``plan`` (adds ``plan/cat``, ``plan/hat`` at run time)
+-> TaskGraphTask ``sub`` (one PythonTask ``doubled`` inside)."""
+
+
+def test_a_format_1_trace_loads_and_replays_without_running_anything():
+    graph = TaskGraph.load(FIXTURES / "trace_v1.json")
+    assert list(graph.tasks) == ["words", "rhyme", "plan", "sub", "plan/cat", "plan/hat"]
+    assert graph.tasks["plan/cat"].created_by == "plan" and graph.tasks["plan/cat"].inputs == {"word": "cat"}
+    assert graph.tasks["rhyme"].response["backend"] == "offline"
+    llm = OfflineLLM()
+    graph.run(V1_REGISTRY, llm=llm, progress=False)
+    assert graph.last_run.executed == [] and graph.last_run.llm_calls == 0 and llm.calls == 0
+    assert graph.tasks["sub"].output == 6 and graph.tasks["plan/hat"].output == "HAT"
