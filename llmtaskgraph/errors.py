@@ -4,13 +4,18 @@
 
     LLMTaskGraphError
     ├── GraphValidationError (also ValueError)  a graph that cannot be run as it stands
-    │   └── InvalidTraceError                   JSON that is not a valid trace; names the field
+    │   ├── InvalidTraceError                   JSON that is not a valid trace; names the field
+    │   └── UnknownTaskError (also KeyError)    a task id or path that names no task; suggests close ones
+    ├── RunOptionsError (also ValueError)       a run option that cannot work, or an unknown option name
     ├── MissingFunctionError (also KeyError)    registry names the graph needs but cannot find
     ├── OutputNotJSONError (also TypeError)     a task produced a value that cannot be stored
+    ├── PromptError (also TypeError)            a formatter's result (or a prompt edit) that is not a prompt
     ├── LLMCallError                            an LLM request failed for good (status, API message)
-    └── TaskGraphError                          a run finished with failed tasks; lists them all
+    ├── TaskGraphError                          a run finished with failed tasks; lists them all
+    └── SubgraphFailed                          (recorded on a TaskGraphTask) tasks inside its sub-graph failed
 
-Messages name task ids and fields in backticks and say what to do next.
+``SubgraphFailed`` is defined with the code that runs sub-graphs (in :mod:`llmtaskgraph.run`), every
+other class here. Messages name task ids and fields in backticks and say what to do next.
 """
 
 from __future__ import annotations
@@ -60,6 +65,16 @@ class OutputNotJSONError(LLMTaskGraphError, TypeError):
     """A registry function returned something that JSON cannot hold, so the trace could not store it."""
 
 
+class RunOptionsError(LLMTaskGraphError, ValueError):
+    """A run option has a value that cannot work (``max_concurrency=0``, ``break_before="id"``, ...) or
+    a name no run knows; raised before anything runs."""
+
+
+class PromptError(LLMTaskGraphError, TypeError):
+    """A formatter returned something that is not a prompt (a str, a list of messages, or a dict
+    of Messages API arguments with ``messages``)."""
+
+
 class LLMCallError(LLMTaskGraphError):
     """An LLM request failed after the backend's retries: an API error status, a timeout, a lost connection.
 
@@ -96,3 +111,19 @@ class TaskGraphError(LLMTaskGraphError):
             f"{len(self.failed)} task(s) failed:\n" + "\n".join(lines) + "\n"
             "Completed outputs are kept in the trace; fix the cause and run again to resume."
         )
+
+
+class UnknownTaskError(GraphValidationError, KeyError):
+    """A task id or path (``outer > inner``) that names no task of the graph; suggests close matches."""
+
+    def __init__(self, name: str, known: Iterable[str], what: str = "task") -> None:
+        import difflib
+
+        #: the id or path that was not found
+        self.name = name
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(f'`{c}`' for c in close)}?" if close else ""
+        super().__init__(f"no {what} `{name}` in this graph{hint} (tasks inside sub-graphs are named `outer > inner`)")
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])

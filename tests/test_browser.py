@@ -79,10 +79,10 @@ def test_clicking_replay_in_the_browser_reruns_the_edited_tasks_and_redraws_the_
             page = browser.new_page(viewport={"width": 1200, "height": 1200})
             page.goto(voila_url, wait_until="domcontentloaded")
             page.wait_for_selector(".ltg-editor .ltg-view svg", timeout=60_000)
-            # The notebook edited the reply of `rate`, so it and `tally` wait to run again (pending).
+            # The notebook edited the reply of `rate`, so it and `tally` wait to run again (stale).
             assert _fill(page, "pick") == STATUS_COLOURS["done"]
-            assert _fill(page, "rate") == STATUS_COLOURS["pending"]
-            assert _fill(page, "tally") == STATUS_COLOURS["pending"]
+            assert _fill(page, "rate") == STATUS_COLOURS["stale"]
+            assert _fill(page, "tally") == STATUS_COLOURS["stale"]
             page.locator(".ltg-editor").screenshot(path=str(tmp_path / "editor-before-replay.png"))
 
             page.locator("button.ltg-replay").click()

@@ -79,7 +79,7 @@ def test_duplicate_ids_and_reused_tasks_are_refused():
 
 
 def test_bad_dependency_types_are_refused():
-    with pytest.raises(TypeError, match="a Task or a task id"):
+    with pytest.raises(GraphValidationError, match="a Task or a task id"):
         PythonTask("f", 3)
 
 
@@ -174,7 +174,7 @@ def test_edit_refuses_what_cannot_be_stored():
         py.edit(output=[object()])
     with pytest.raises(TypeError, match="prompt edit of task `fmt`: expected a str, a list of messages"):
         llm.edit(prompt=5)
-    with pytest.raises(TypeError, match="reply text"):
+    with pytest.raises(GraphValidationError, match="reply text"):
         llm.edit(response=5)
 
 

@@ -267,10 +267,14 @@ def test_removed_child_takes_its_descendants_with_it():
     assert set(graph.tasks) == {"n", "plan"}
 
 
-def test_setting_a_new_graph_input_shows_its_readers_and_their_descendants_as_pending(ran):
-    graph, _, _ = ran
-    graph.graph_input = {"topic": "dogs"}  # the same value: nothing is stale
-    assert {t.status for t in graph.tasks.values()} == {"done"}
+def test_a_new_graph_input_plans_its_readers_and_their_descendants(ran):
+    graph, reg, llm = ran
+    graph.graph_input = {"topic": "dogs"}  # the same value: nothing would run
+    assert graph.plan(reg, llm=llm).will_run == []
     graph.graph_input = {"topic": "owls"}
-    stale = {tid for tid, t in graph.tasks.items() if t.status == "pending"}
-    assert stale == {"topic", "ask_topic", "combine", "final"}
+    plan = graph.plan(reg, llm=llm)
+    assert set(plan.will_run) == {"topic", "ask_topic", "combine", "final"}
+    assert plan.reasons["topic"] == ["graph input key `topic` changed"]
+    assert {t.status for t in graph.tasks.values()} == {"done"}, "will-run is computed, not stored as a status"
+    graph.run(reg, llm=llm)
+    assert graph.last_run is not None and set(graph.last_run.executed) == set(plan.will_run)

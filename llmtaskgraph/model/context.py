@@ -19,7 +19,7 @@ class TaskContext:
     is edited.
     """
 
-    __slots__ = ("_graph", "_run", "_stage", "read_graph_input", "task")
+    __slots__ = ("_graph", "_input", "_run", "_stage", "read_graph_input", "task")
 
     def __init__(self, graph: TaskGraph, task: Task, run: Run | None, stage: str) -> None:
         self._graph = graph
@@ -28,12 +28,20 @@ class TaskContext:
         self.task = task
         """The task whose function is running."""
         self.read_graph_input = False
+        self._input: Any = None
 
     @property
     def graph_input(self) -> Any:
-        """The graph's input (for a sub-graph, what its TaskGraphTask's input formatter returned)."""
-        self.read_graph_input = True
-        return self._graph.graph_input
+        """The graph's input (for a sub-graph, what its TaskGraphTask's input formatter returned).
+
+        A copy, made once per call of the function: changing it changes nothing stored.
+        """
+        if not self.read_graph_input:
+            from ..run.stages import json_copy
+
+            self.read_graph_input = True
+            self._input = json_copy(self._graph.graph_input)
+        return self._input
 
     @property
     def stage(self) -> str:

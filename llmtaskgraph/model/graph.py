@@ -10,19 +10,25 @@ import os
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import GraphValidationError, TaskGraphError
+from ..errors import GraphValidationError, TaskGraphError, UnknownTaskError
+from ..fingerprint import check_json
 from ..run._sync import run_sync
 from ..run.scheduler import Run, RunEvent, RunOptions, RunReport, RunState
 from .registry import Registry, check_registry, lookup
-from .tasks import PATH_SEP, LLMTask, Task, TaskGraphTask, valid_id
+from .tasks import MAX_NESTING, PATH_SEP, LLMTask, Task, TaskGraphTask, valid_id
 
 if TYPE_CHECKING:
+    from typing import Unpack
+
     from ..llm.base import LLMBackend
+    from ..run.plan import Plan
+    from ..run.state import RunSettings
     from ..trace.usage import Usage
     from ..views.widgets import GraphEditor
 
@@ -41,6 +47,7 @@ class TaskGraph:
     def __init__(self, graph_input: Any = None) -> None:
         self.tasks: dict[str, Task] = {}
         """Task id -> task, in insertion order."""
+        check_json(graph_input, "the graph input", "graph_input")
         self._graph_input: Any = graph_input
         self.last_run: RunReport | None = None
         """What the latest run did (executed tasks, calls per function, failures)."""
@@ -56,11 +63,9 @@ class TaskGraph:
 
     @graph_input.setter
     def graph_input(self, value: Any) -> None:
-        changed = value != self._graph_input
+        # Refused here, where it enters, rather than when a saved trace fails to load.
+        check_json(value, "the graph input", "graph_input")
         self._graph_input = value
-        if changed:  # show what the next run will redo: the stages that read the input, and downstream
-            readers = [tid for tid, t in self.tasks.items() if t.record.reads_graph_input]
-            self._mark_stale_ids([*readers, *self._downstream(readers)])
 
     @property
     def output_task(self) -> Task | None:
@@ -118,6 +123,9 @@ class TaskGraph:
             raise GraphValidationError(f"the task id `{tid}` is not allowed: ids are non-empty and never contain `{PATH_SEP}`, "
                                        "which separates sub-graph paths; choose another `id=`, `name=` or `key=`")
         self._resolve_deps(task, tid)
+        if isinstance(task, TaskGraphTask) and task.nesting() > MAX_NESTING:
+            raise GraphValidationError(f"task `{tid}`: sub-graphs nested {task.nesting()} deep; at most {MAX_NESTING} can be "
+                                       "saved and loaded, so flatten some of them")
         task.id = tid
         task.graph = self
         self.tasks[tid] = task
@@ -135,7 +143,7 @@ class TaskGraph:
             base = task.key or task.name or task.main_function
             counts[base] += 1
             tid = task.id or (f"{cid}/{base}" if task.key else f"{cid}/{base}#{counts[base]}")
-            seen = run.children_seen.setdefault(cid, [])
+            seen = run.children_seen.setdefault(cid, {})
             if tid in seen:
                 raise GraphValidationError(f"task `{cid}` added two children with the id `{tid}`; give them distinct keys")
             old = self.tasks.get(tid)
@@ -150,7 +158,7 @@ class TaskGraph:
             else:
                 self._insert(task, tid)
             task.created_by = cid
-            seen.append(tid)
+            seen[tid] = None
         if threading.get_ident() == run.loop_thread:
             run.register(task)
         else:
@@ -218,64 +226,173 @@ class TaskGraph:
         return needs
 
     # -- edits ------------------------------------------------------------------------------------
-    def remove_tasks(self, ids: Iterable[str]) -> list[str]:
-        """Remove tasks, everything downstream of them and every task they created; returns the removed ids."""
+    def remove_tasks(self, tasks: Iterable[Task | str]) -> list[str]:
+        """Remove tasks (objects or paths), everything downstream of them and every task they created;
+        returns the removed ids (paths for tasks inside sub-graphs).
+
+        Refuses (naming it) to remove an output task, which would silently change what ``run`` returns:
+        set ``graph.output_task`` to another task first.
+        """
+        groups: dict[int, tuple[TaskGraph, list[str]]] = {}
+        for ref in self._checked_list(tasks):
+            task = self.find(ref) if isinstance(ref, str) else self._check_own(ref)
+            owner = task.graph
+            assert owner is not None and task.id is not None
+            groups.setdefault(id(owner), (owner, []))[1].append(task.id)
+        removed: list[str] = []
+        for owner, ids in groups.values():
+            prefix = self.path_of(owner.tasks[ids[0]])[: -len(ids[0])]  # `outer > ` for a sub-graph's tasks
+            removed += [prefix + tid for tid in owner._remove_own(ids)]
+        return removed
+
+    def _checked_list(self, tasks: Iterable[Task | str]) -> list[Task | str]:
+        if isinstance(tasks, (str, Task)):
+            raise GraphValidationError(f"expected a list of tasks or paths, got {tasks!r}; write [{tasks!r}]")
+        return list(tasks)
+
+    def _remove_own(self, starts: list[str]) -> list[str]:
         with self._lock:
-            starts = [tid for tid in ids if tid in self.tasks]
             doomed = {*starts, *self._downstream(starts, include_children=True)}
-            for tid in doomed:
-                task = self.tasks.pop(tid)
-                task.graph = None
             if self._output_id in doomed:
-                self._output_id = None
-            return sorted(doomed)
+                raise GraphValidationError(
+                    f"removing {', '.join(f'`{t}`' for t in starts)} would remove the output task `{self._output_id}`; "
+                    "set `graph.output_task` to another task first"
+                )
+            return self._drop(doomed)
 
-    def _mark_stale(self, tid: str, include_self: bool) -> None:
-        """After an edit: show the edited task (optionally) and its descendants as pending."""
-        self._mark_stale_ids(([tid] if include_self else []) + self.descendants(tid))
+    def _drop(self, doomed: set[str]) -> list[str]:
+        for tid in doomed:
+            self.tasks.pop(tid).graph = None
+        if self._output_id in doomed:  # (only when a creator no longer creates the output task)
+            self._output_id = None
+        return sorted(doomed)
 
-    def _mark_stale_ids(self, ids: Iterable[str]) -> None:
-        for t in ids:
-            if self.tasks[t].record.status in ("done", "blocked"):
-                self.tasks[t].record.status = "pending"
+    def _drop_stale_children(self, stale: list[str], kept: Collection[str]) -> None:
+        """After a creator ran again: remove the children it no longer creates, their descendants and what
+        they created, except those a child it created now depends on (directly or not): those stay."""
+        with self._lock:
+            needed: set[str] = set()
+            stack = list(kept)
+            while stack:
+                task = self.tasks.get(stack.pop())
+                for dep in task.all_deps() if task is not None else ():
+                    if dep not in needed:
+                        needed.add(dep)
+                        stack.append(dep)
+            starts = [t for t in stale if t in self.tasks and t not in needed]
+            doomed = {*starts, *self._downstream(starts, include_children=True)} - needed
+            self._drop(doomed)
 
     def resample(self, tasks: Iterable[Task | str] | None = None) -> None:
-        """Draw fresh LLM replies for ``tasks`` (default: every LLMTask) on the next run."""
-        chosen = None if tasks is None else {str(t.id) if isinstance(t, Task) else t for t in tasks}
-        for tid, task in self.tasks.items():
-            if isinstance(task, LLMTask) and (chosen is None or tid in chosen):
+        """Draw fresh LLM replies on the next run for ``tasks`` (tasks or paths; a sub-graph task means every
+        LLMTask inside it; default: every LLMTask of the graph)."""
+        chosen = [self.find(t) if isinstance(t, str) else self._check_own(t) for t in self._checked_list(tasks)] if tasks is not None else None
+        for _, task, _ in self.walk():
+            if isinstance(task, LLMTask) and (chosen is None or task in chosen or self._inside(task, chosen)):
                 task.resample()
-            elif isinstance(task, TaskGraphTask):
-                task.subgraph.resample(None if chosen is None or tid in chosen else chosen)
+
+    def invalidate(self, *tasks: Task | str, stage: str | None = None) -> None:
+        """Make the next run execute ``stage`` (default: every stage) of each task again, and what follows it.
+
+        Tasks are given as objects or paths (``outer > inner``). For an LLMTask's ``call`` stage (or a
+        stage before it) that means a fresh sample, so neither the trace nor the response cache
+        answers it. A sub-graph task's ``subgraph`` stage invalidates every task inside it.
+        ``graph.plan`` shows the result ("invalidated").
+        """
+        from .tasks import INVALIDATED
+
+        if not tasks:
+            raise GraphValidationError("invalidate needs at least one task (an object or a path)")
+        chosen = [self.find(t) if isinstance(t, str) else self._check_own(t) for t in tasks]
+        for task in chosen:
+            if stage is not None and stage not in task.stages:
+                raise GraphValidationError(
+                    f"task `{task.label}` has no stage `{stage}`; its stages are {', '.join(task.stages)}")
+        for task in chosen:
+            names = task.stages[task.stages.index(stage):] if stage is not None else task.stages
+            task._check_editable()
+            for name in names:
+                if name in task.record.fingerprints:
+                    task.record.fingerprints[name] = INVALIDATED
+            if isinstance(task, LLMTask) and "call" in names:
+                task.sample += 1
+            if isinstance(task, TaskGraphTask) and "subgraph" in names and task.subgraph.tasks:
+                task.subgraph.invalidate(*task.subgraph.tasks.values())
+
+    def plan(self, registry: Registry | None, **options: Unpack[RunSettings]) -> Plan:
+        """What ``run(registry, **options)`` would execute now and why, computed without running anything.
+
+        No registry function or LLM is called. See :class:`~llmtaskgraph.run.plan.Plan`.
+        """
+        from ..run.plan import make_plan
+
+        return make_plan(self, registry, options)
+
+    # -- naming tasks -----------------------------------------------------------------------------
+    def find(self, path: str) -> Task:
+        """The task at ``path`` (``outer > inner`` for tasks inside sub-graphs).
+
+        Raises :class:`~llmtaskgraph.errors.UnknownTaskError` naming it, with close matches.
+        """
+        head, _, rest = path.partition(PATH_SEP)
+        task = self.tasks.get(head)
+        if task is None or (rest and not isinstance(task, TaskGraphTask)):
+            raise UnknownTaskError(path, [p for p, _, _ in self.walk()])
+        if rest:
+            assert isinstance(task, TaskGraphTask)
+            try:
+                return task.subgraph.find(rest)
+            except UnknownTaskError:
+                raise UnknownTaskError(path, [p for p, _, _ in self.walk()]) from None
+        return task
+
+    def path_of(self, task: Task) -> str:
+        """The path of ``task`` in this graph (``outer > inner`` inside sub-graphs)."""
+        for path, t, _ in self.walk():
+            if t is task:
+                return path
+        raise UnknownTaskError(task.label, [p for p, _, _ in self.walk()])
+
+    def paths(self, tasks: Iterable[Task | str]) -> list[str]:
+        """Paths of ``tasks`` (objects, ids or paths); unknown ones are an error naming them."""
+        return [self.path_of(self.find(t) if isinstance(t, str) else t) for t in self._checked_list(tasks)]
+
+    def _check_own(self, task: Task) -> Task:
+        self.path_of(task)
+        return task
+
+    def _own_id(self, task: Task | str) -> str:
+        """The id of a task of this graph itself (not of a sub-graph), given as object or id."""
+        tid = task.id if isinstance(task, Task) else task
+        if tid is None or tid not in self.tasks or (isinstance(task, Task) and self.tasks[tid] is not task):
+            raise UnknownTaskError(str(tid if tid is not None else getattr(task, "label", task)), list(self.tasks))
+        return tid
+
+    def _inside(self, task: Task, chosen: Collection[Task]) -> bool:
+        """Whether ``task`` is inside the sub-graph of one of ``chosen``."""
+        return any(isinstance(c, TaskGraphTask) and any(t is task for _, t, _ in c.subgraph.walk()) for c in chosen)
 
     # -- running ----------------------------------------------------------------------------------
-    def run(self, registry: Registry, **options: Any) -> Any:
+    def run(self, registry: Registry, **options: Unpack[RunSettings]) -> Any:
         """Run until every task is done (or a bound stops it) and return the output task's output.
 
-        Works in plain scripts and inside Jupyter, where an event loop is already running.
-        Options: ``llm``, ``max_concurrency``, ``max_tasks``, ``timeout``, ``break_before``,
-        ``break_after``, ``resample``, ``on_event``, ``max_workers``, ``progress``, ``cache`` (a directory
-        for the persistent response cache, see :class:`~llmtaskgraph.llm.cache.ResponseCache`).
-        Raises :class:`TaskGraphError` naming every failed task; completed outputs stay in the trace.
+        Works in plain scripts and inside Jupyter, where an event loop is already running. The options
+        are :class:`~llmtaskgraph.run.state.RunSettings` (``llm``, ``max_concurrency``, ``max_tasks``,
+        ``timeout``, ``break_before``, ``break_after``, ``resample``, ``progress``, ``cache``, ...); a
+        misspelt or nonsense one is refused before anything runs. Raises :class:`TaskGraphError` naming
+        every failed task; completed outputs stay in the trace.
         """
         return run_sync(lambda: self.arun(registry, **options))
 
-    async def arun(
-        self,
-        registry: Registry,
-        *,
-        llm: LLMBackend | None = None,
-        resample: bool | Collection[str] = False,
-        progress: bool | None = None,
-        **options: Any,
-    ) -> Any:
+    async def arun(self, registry: Registry, **options: Unpack[RunSettings]) -> Any:
         """The async form of :meth:`run`."""
         if self._active is not None:
             raise GraphValidationError("this graph is already running; wait for that run to end (or call graph.stop())")
         check_registry(registry, self.required_functions())
+        run_options, resample, progress = self._run_options(options)
         if resample:
             self.resample(None if resample is True else resample)
-        shared = RunState(registry, RunOptions(llm=llm or default_llm(), **options))
+        shared = RunState(registry, run_options)
         from ..run.checkpoint import attach_checkpoint
         from ..run.progress import attach_progress
 
@@ -293,37 +410,47 @@ class TaskGraph:
             finish_checkpoint()
             if shared.executor is not None:
                 shared.executor.shutdown(wait=False)
+        if shared.report.adopted_versions:
+            warnings.warn(
+                f"{shared.report.adopted_versions} stored result(s) came from a trace saved before code versions existed: "
+                "they were kept and now carry the current version of their functions (changes made to those "
+                "functions earlier are not detected; `graph.invalidate(...)` re-runs a task)", stacklevel=2)
         if shared.report.failed:
             raise TaskGraphError(shared.report.failed)
         return self.output
 
-    def events(self, registry: Registry, **options: Any) -> AsyncIterator[RunEvent]:
+    def _run_options(self, options: RunSettings) -> tuple[RunOptions, bool | Collection[str], bool | None]:
+        """Checked options of one run, task paths in them resolved; plus ``resample`` and ``progress``."""
+        settings: dict[str, Any] = dict(options)
+        resample = settings.pop("resample", False)
+        progress = settings.pop("progress", None)
+        llm = settings.pop("llm", None)
+        run_options = RunOptions(llm=llm or default_llm(self), **settings)
+        run_options.break_before = frozenset(self.paths(run_options.break_before))
+        run_options.break_after = frozenset(self.paths(run_options.break_after))
+        if resample not in (True, False):
+            resample = self.paths(resample)
+        return run_options, resample, progress
+
+    def events(self, registry: Registry, **options: Unpack[RunSettings]) -> AsyncIterator[RunEvent]:
         """Run (as :meth:`arun` does) while yielding its events: ``async for event in graph.events(registry)``."""
         from ..run.streaming import stream_events
 
         return stream_events(self, registry, **options)
 
-    def step(self, registry: Registry, **options: Any) -> Task | None:
+    def step(self, registry: Registry, **options: Unpack[RunSettings]) -> Task | None:
         """Execute the next ready task (memoized ones are passed through) and return it, or None when finished.
 
         Inside a sub-graph the step executes one inner task and returns that one (its path is
         ``graph.last_run.executed[-1]``).
         """
-        self.run(registry, max_tasks=1, **options)
+        options["max_tasks"] = 1
+        self.run(registry, **options)
         report = self.last_run
         if report is None or not report.executed:
             return None
         return self.find(report.executed[-1])
 
-    def find(self, path: str) -> Task:
-        """The task at ``path`` (``outer > inner`` for tasks inside sub-graphs)."""
-        head, _, rest = path.partition(PATH_SEP)
-        task = self.tasks[head]
-        if rest:
-            if not isinstance(task, TaskGraphTask):
-                raise KeyError(path)
-            return task.subgraph.find(rest)
-        return task
 
     def stop(self) -> None:
         """Ask the current run to start no new task; running ones finish and ``run`` returns."""
@@ -386,8 +513,12 @@ class TaskGraph:
 
 
 def _take_over(old: Task, new: Task) -> None:
-    """A re-created child keeps its predecessor's record (fingerprints decide what is reused)."""
-    new.record = old.record
+    """A re-created child keeps its predecessor's record (fingerprints decide what is reused).
+
+    Only a child of the same type: another type's stages are not this one's, so it starts afresh.
+    """
+    if type(old) is type(new):
+        new.record = old.record
     new.created_by = old.created_by
     if isinstance(old, TaskGraphTask) and isinstance(new, TaskGraphTask):
         from ..trace.serialization import same_spec
@@ -398,8 +529,9 @@ def _take_over(old: Task, new: Task) -> None:
     old.graph = None
 
 
-def default_llm() -> LLMBackend:
-    """AnthropicLLM when ANTHROPIC_API_KEY is set, else the offline backend (announced once)."""
+def default_llm(graph: TaskGraph | None = None) -> LLMBackend:
+    """AnthropicLLM when ANTHROPIC_API_KEY is set, else the offline backend (announced once, and only
+    when ``graph`` has LLM tasks that will use it)."""
     global _offline_notice_shown
     from ..llm import OFFLINE_NOTICE, OfflineLLM
 
@@ -407,7 +539,7 @@ def default_llm() -> LLMBackend:
         from ..llm.anthropic import AnthropicLLM
 
         return AnthropicLLM()
-    if not _offline_notice_shown:
+    if not _offline_notice_shown and (graph is None or any(isinstance(t, LLMTask) for _, t, _ in graph.walk())):
         _offline_notice_shown = True
         print(OFFLINE_NOTICE, file=sys.stderr)
     return OfflineLLM()

@@ -10,13 +10,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..fingerprint import NONE, check_json, digest
+from ..errors import GraphValidationError
+from ..fingerprint import check_json, digest
 
 if TYPE_CHECKING:
     from .graph import TaskGraph
 
 STATUSES: tuple[str, ...] = ("pending", "running", "done", "failed", "blocked")
 _UNSET: Any = object()
+EDITED = "edited"
+"""Stored in place of a stage's fingerprint when a person set its result on a task that had no result
+for it: the edit is kept on the next run whatever the stage's inputs are then (and bound to them)."""
+INVALIDATED = "invalidated"
+"""Stored in place of a fingerprint by ``graph.invalidate``: never matches, so the stage runs again."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One memoized step of a task type, declared as data: the reuse rule and the stage runner read it."""
+
+    name: str
+    """``run``, ``format``, ``call``, ``parse``, ``input`` or ``subgraph``: the key of its fingerprint."""
+    role: str | None
+    """Key in :meth:`Task.function_names` of the registry function it calls; None for the LLM call and
+    the sub-graph, which call no registry function."""
+    reads: str
+    """What its fingerprint covers: ``deps`` (dependency outputs, ``inputs`` and the graph input if it
+    reads it), ``prompt`` (the request built from the prompt and params), ``reply`` (the reply text)
+    or ``subgraph`` (the sub-graph's own tasks, memoized one by one)."""
+    writes: str
+    """The record field its result goes to: ``output``, ``prompt`` or ``response``."""
 
 
 @dataclass
@@ -57,6 +80,13 @@ class TaskRecord:
     """Unix time the last execution ended."""
     children: list[str] = field(default_factory=list)
     """Ids of the tasks this task added while running, in order."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """Stage name -> code version of the function that computed its stored result (see
+    :mod:`llmtaskgraph.memo.code`); absent in traces written before code versions existed."""
+    basis: dict[str, str] = field(default_factory=dict)
+    """What the stored results were computed from, part by part (``dep:<id>``, ``gi:<key>``,
+    ``request``, ``sample``, ``backend`` -> short digest or value): only used to explain why a stage
+    runs again (see :func:`llmtaskgraph.memo.rule.explain`)."""
     _output_fp: str | None = field(default=None, repr=False, compare=False)
 
     def output_fingerprint(self) -> str:
@@ -76,6 +106,10 @@ class TaskRecord:
         return self.finished_at - self.started_at
 
 
+MAX_NESTING = 64
+"""Deepest chain of sub-graphs a graph may hold: adding a deeper one is refused, so no saved trace is
+too deep to load."""
+
 PATH_SEP = " > "
 """Joins the ids of nested TaskGraphTasks into a path (``outer > inner``), so no id may contain it."""
 
@@ -88,15 +122,35 @@ def dep_id(dep: Task | str) -> str | Task:
     """A dependency as given: an id, or a Task, checked to be in the graph when this task is added."""
     if isinstance(dep, (Task, str)):
         return dep
-    raise TypeError(f"a dependency must be a Task or a task id (str), got {type(dep).__name__}")
+    raise GraphValidationError(f"a dependency must be a Task or a task id (str), got {type(dep).__name__}")
+
+
+def check_kwdep_names(kwdeps: dict[str, Any], label: str) -> None:
+    """Refuse keyword dependencies named like a constructor argument (``name``, ``params``, ...): they
+    could not be given to the constructor, and a trace holding one could not be rebuilt."""
+    clash = sorted(set(kwdeps) & Task.RESERVED)
+    if clash:
+        raise GraphValidationError(
+            f"task `{label}`: keyword dependency name(s) {clash} are reserved for task settings "
+            f"({', '.join(sorted(Task.RESERVED))}); rename them in the function and the task"
+        )
 
 
 class Task:
     """Base of the three task types. Create a subclass instance, then ``graph.add_task(task)``."""
 
     type: ClassVar[str]
-    #: the stages of this task type, in order; the last one produces the output
+    stage_table: ClassVar[tuple[Stage, ...]]
+    """The stages of this task type, in order; the last one produces the output."""
     stages: ClassVar[tuple[str, ...]]
+    """Their names (derived from ``stage_table``)."""
+    RESERVED: ClassVar[frozenset[str]] = frozenset({"name", "id", "key", "inputs", "params", "sample"})
+    """Keyword-argument names the constructors take, so no keyword dependency may use them."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "stage_table" in cls.__dict__:
+            cls.stages = tuple(s.name for s in cls.stage_table)
 
     def __init__(
         self, deps: tuple[Task | str, ...], kwdeps: dict[str, Task | str], name: str | None, id: str | None,
@@ -112,6 +166,7 @@ class Task:
         """Ids of positional dependencies, in order."""
         self.kwdeps: dict[str, Any] = {k: dep_id(d) for k, d in kwdeps.items()}
         """Keyword name -> id of keyword dependencies."""
+        check_kwdep_names(self.kwdeps, name or id or "")
         self.inputs: dict[str, Any] = dict(inputs or {})
         """Constant keyword arguments (JSON values) passed along with the keyword dependencies,
         e.g. the item a planner hands to each child it creates. Part of the input fingerprint."""
@@ -119,7 +174,7 @@ class Task:
             check_json(self.inputs, f"the `inputs` of task `{self.label}`", "inputs")
             clash = set(self.inputs) & set(self.kwdeps)
             if clash:
-                raise ValueError(f"task `{self.label}`: {sorted(clash)} given both as a dependency and in `inputs`")
+                raise GraphValidationError(f"task `{self.label}`: {sorted(clash)} given both as a dependency and in `inputs`")
         self.created_by: str | None = None
         """Id of the task that added this one at run time, or None."""
         self.record = TaskRecord()
@@ -186,28 +241,35 @@ class Task:
         """
         self._check_editable()
         if prompt is not _UNSET or response is not _UNSET:
-            raise ValueError(f"task `{self.id}` is a {type(self).__name__}: only `output` can be edited")
+            raise GraphValidationError(f"task `{self.id}` is a {type(self).__name__}: only `output` can be edited")
         if output is not _UNSET:
             self._edit_output(output)
 
     def _check_editable(self) -> None:
         # The running stage would overwrite the edit when it finishes, silently losing it.
         if self.record.status == "running":
-            raise ValueError(
+            raise GraphValidationError(
                 f"task `{self.id}` is running: wait for the run to finish (or call `graph.stop()`) before editing it"
             )
+
+    def _keep_edit(self, upto: str) -> None:
+        """Keep an edited result: stages up to ``upto`` that hold no result get the :data:`EDITED` mark.
+
+        A stage that already has a fingerprint keeps it, so the edit stands while that stage's own
+        inputs stay the same (the rule in :mod:`llmtaskgraph.memo.rule` decides, as for any result).
+        """
+        rec = self.record
+        for stage in self.stages[: self.stages.index(upto) + 1]:
+            if rec.fingerprints.get(stage) in (None, INVALIDATED):
+                rec.fingerprints[stage] = EDITED
+        rec.error = None
+        if rec.status != "done":
+            rec.status = "pending"  # not done before it ran: the next run takes the edit and settles it
 
     def _edit_output(self, output: Any) -> None:
         check_json(output, f"the edit of task `{self.id}`")
         self.record.set_output(output)
-        self.record.fingerprints.setdefault(self.stages[-1], NONE)  # an edited output counts as a result
-        self.record.status = "done"
-        self.record.error = None
-        self._mark_stale(include_self=False)
-
-    def _mark_stale(self, include_self: bool) -> None:
-        if self.graph is not None and self.id is not None:
-            self.graph._mark_stale(self.id, include_self)
+        self._keep_edit(self.stages[-1])
 
     def __repr__(self) -> str:
         extra = f" name={self.name!r}" if self.name else ""
@@ -223,7 +285,7 @@ class PythonTask(Task):
     """A plain registry function: ``fn(ctx, *dep_outputs, **kwdep_outputs) -> JSON value``."""
 
     type = "python"
-    stages = ("run",)
+    stage_table = (Stage("run", "fn", "deps", "output"),)
 
     def __init__(
         self, fn_name: str, *deps: Task | str, name: str | None = None, id: str | None = None,
@@ -241,7 +303,11 @@ class LLMTask(Task):
     """Format a prompt, call the LLM, parse the reply; each stage memoized on its own."""
 
     type = "llm"
-    stages = ("format", "call", "parse")
+    stage_table = (
+        Stage("format", "formatter", "deps", "prompt"),
+        Stage("call", None, "prompt", "response"),
+        Stage("parse", "parser", "reply", "output"),
+    )
 
     def __init__(
         self, formatter_name: str, parser_name: str, *deps: Task | str, params: dict[str, Any] | None = None,
@@ -275,34 +341,30 @@ class LLMTask(Task):
             except PromptError as exc:
                 raise PromptError(f"the prompt edit of task `{self.id}`: {exc}") from None
             self.record.prompt = prompt
-            self.record.fingerprints.setdefault("format", NONE)
-            self._mark_stale(include_self=True)
+            self._keep_edit("format")
         if response is not _UNSET:
             text = response["text"] if isinstance(response, dict) else response
             if not isinstance(text, str):
-                raise TypeError(f"a response edit of task `{self.id}` must be the reply text (str)")
+                raise GraphValidationError(f"a response edit of task `{self.id}` must be the reply text (str)")
             base = dict(self.record.response or {})
             base.update(response if isinstance(response, dict) else {"text": text})
             base["edited"] = True
             check_json(base, f"the response edit of task `{self.id}`", "response")
             self.record.response = base
-            for stage in ("format", "call"):
-                self.record.fingerprints.setdefault(stage, NONE)
-            self._mark_stale(include_self=True)
+            self._keep_edit("call")
         if output is not _UNSET:
             self._edit_output(output)
 
     def resample(self) -> None:
         """Draw a fresh reply on the next run without editing anything."""
         self.sample += 1
-        self._mark_stale(include_self=True)
 
 
 class TaskGraphTask(Task):
     """A sub-graph used like a function: its input formatter's result becomes the sub-graph's input."""
 
     type = "graph"
-    stages = ("input", "subgraph")
+    stage_table = (Stage("input", "input_formatter", "deps", "prompt"), Stage("subgraph", None, "subgraph", "output"))
 
     def __init__(
         self, subgraph: TaskGraph, input_formatter_name: str, *deps: Task | str, name: str | None = None,
@@ -310,19 +372,27 @@ class TaskGraphTask(Task):
         **kwdeps: Task | str,
     ) -> None:
         self.input_formatter_name = input_formatter_name
+        """Registry name of ``fmt(ctx, *dep_outputs, **kwdep_outputs) -> JSON value``."""
         super().__init__(deps, kwdeps, name, id, key, inputs)
         self.subgraph = subgraph
         """The graph this task runs; its ``graph_input`` is set from the input formatter."""
-        """Registry name of ``fmt(ctx, *dep_outputs, **kwdep_outputs) -> JSON value``."""
 
     def function_names(self) -> dict[str, str]:
         return {"input_formatter": self.input_formatter_name}
+
+    def nesting(self) -> int:
+        """How many sub-graphs deep this task's graph goes (1 when its sub-graph holds no sub-graph)."""
+        inner = [t.nesting() for t in self.subgraph.tasks.values() if isinstance(t, TaskGraphTask)]
+        return 1 + max(inner, default=0)
 
     def _edit_output(self, output: Any) -> None:
         # The output is the sub-graph's output, so the edit belongs to the sub-graph's output task.
         target = self.subgraph.result_task()
         if target is None:
-            raise ValueError(f"task `{self.id}`: its sub-graph has no tasks whose output could be edited")
+            raise GraphValidationError(f"task `{self.id}`: its sub-graph has no tasks whose output could be edited")
         target.edit(output=output)
-        self.record.set_output(output)
-        self._mark_stale(include_self=False)
+        rec = self.record
+        rec.set_output(output)
+        rec.error = None
+        if rec.status != "done":
+            rec.status = "pending"

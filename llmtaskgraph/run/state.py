@@ -7,18 +7,22 @@ algorithm alone; progress, checkpoints and widgets only need what is here.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
+import math
 import os
 import time
 import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
+from ..errors import RunOptionsError
 from ..llm.base import LLMBackend
+from ..memo.code import CodeVersions
 from ..model.registry import Registry
 
 if TYPE_CHECKING:
@@ -40,9 +44,16 @@ class RunEvent:
     time: float = field(default_factory=time.time)
 
 
+Listener = Callable[[RunEvent], None]
+
+
 @dataclass
 class RunOptions:
-    """Settings of one run; every backend understands these."""
+    """Settings of one run; every backend understands these.
+
+    Checked when made: a value that cannot work or an unknown name raises :class:`RunOptionsError`
+    before anything runs (a run given ``max_concurrency=0`` would otherwise wait for ever).
+    """
 
     llm: LLMBackend
     """Serves LLMTask calls."""
@@ -57,7 +68,7 @@ class RunOptions:
     """Stop before executing any of these tasks (ids; ``outer > inner`` paths inside sub-graphs)."""
     break_after: Collection[str] = ()
     """Stop after any of these tasks finishes (ids; ``outer > inner`` paths inside sub-graphs)."""
-    on_event: Callable[[RunEvent], None] | Sequence[Callable[[RunEvent], None]] | None = None
+    on_event: Listener | Sequence[Listener] | None = None
     """Called on the loop thread for every :class:`RunEvent` (one callable or several); one that
     raises is dropped for the rest of the run with a warning."""
     max_workers: int = 32
@@ -74,6 +85,133 @@ class RunOptions:
     """Persistent response cache (a directory path or a store): replies are looked up there by call
     fingerprint before calling the LLM and stored after, so a fresh process pays for no call twice."""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> RunOptions:
+        # Runs before the generated __init__, which would reject an unknown name with a bare TypeError.
+        unknown = [name for name in kwargs if name not in _OPTION_FIELDS]
+        if unknown:
+            raise RunOptionsError(_unknown_message(unknown))
+        return super().__new__(cls)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.llm, LLMBackend):
+            raise RunOptionsError(
+                f"`llm` must be an LLM backend (AnthropicLLM(), OfflineLLM(), ScriptedLLM(...) or any object with "
+                f"`kind` and an async `complete`), got {_shown(self.llm)}"
+            )
+        _check_int("max_concurrency", self.max_concurrency, 1, "LLM calls in flight at once")
+        _check_int("max_workers", self.max_workers, 1, "threads for plain functions")
+        if self.max_tasks is not None:
+            _check_int("max_tasks", self.max_tasks, 0, "or None for no bound")
+        if self.timeout is not None:
+            _check_number("timeout", self.timeout, "seconds, or None for no bound", allow_zero=True)
+        self.break_before = _check_ids("break_before", self.break_before)
+        self.break_after = _check_ids("break_after", self.break_after)
+        self.on_event = _check_listeners(self.on_event)
+        if self.checkpoint is None:
+            if self.checkpoint_every is not None or self.checkpoint_seconds is not None:
+                raise RunOptionsError(
+                    "`checkpoint_every`/`checkpoint_seconds` need `checkpoint=` (the file to save the trace to)"
+                )
+        elif not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise RunOptionsError(f"`checkpoint` must be a file path (str or Path), got {_shown(self.checkpoint)}")
+        if self.checkpoint_every is not None:
+            _check_int("checkpoint_every", self.checkpoint_every, 1, "finished tasks between saves")
+        if self.checkpoint_seconds is not None:
+            _check_number("checkpoint_seconds", self.checkpoint_seconds, "seconds between saves", allow_zero=False)
+
+
+class RunSettings(TypedDict, total=False):
+    """The keyword options of ``graph.run`` / ``graph.arun`` / ``graph.step``, for type checkers:
+    every :class:`RunOptions` field plus ``resample`` and ``progress``, each optional.
+
+    ``def run(self, registry, **options: Unpack[RunSettings])`` lets a type checker flag a misspelt
+    or mistyped option; a test keeps these keys equal to RunOptions' fields.
+    """
+
+    llm: LLMBackend | None
+    max_concurrency: int
+    max_tasks: int | None
+    timeout: float | None
+    break_before: Collection[str]
+    break_after: Collection[str]
+    on_event: Listener | Sequence[Listener] | None
+    max_workers: int
+    backend: ExecutionBackend | None
+    checkpoint: str | os.PathLike[str] | None
+    checkpoint_every: int | None
+    checkpoint_seconds: float | None
+    cache: ResponseStore | str | os.PathLike[str] | None
+    resample: bool | Collection[str]
+    """Draw fresh LLM replies: True for every LLMTask, or the ids of the chosen ones."""
+    progress: bool | None
+    """Show progress: None (default) in notebooks and terminals, True always, False never."""
+
+
+_OPTION_FIELDS = frozenset(f.name for f in fields(RunOptions))
+RUN_SETTINGS = tuple(RunSettings.__annotations__)
+"""Every name ``graph.run`` accepts, in the order of :class:`RunSettings`."""
+
+
+def _unknown_message(unknown: list[str]) -> str:
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, RUN_SETTINGS, n=2)
+        parts.append(f"`{name}`" + (f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""))
+    return (
+        f"unknown run option{'s' if len(unknown) > 1 else ''} {', '.join(parts)}; "
+        f"the run options are {', '.join(f'`{n}`' for n in RUN_SETTINGS)}"
+    )
+
+
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {value!r:.80}"
+
+
+def _check_int(name: str, value: Any, least: int, meaning: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise RunOptionsError(f"`{name}` must be a whole number >= {least} ({meaning}), got {_shown(value)}")
+
+
+def _check_number(name: str, value: Any, meaning: str, *, allow_zero: bool) -> None:
+    ok = (
+        not isinstance(value, bool) and isinstance(value, (int, float)) and not math.isnan(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        raise RunOptionsError(f"`{name}` must be a number {'>=' if allow_zero else '>'} 0 ({meaning}), got {_shown(value)}")
+
+
+def _check_ids(name: str, value: Any) -> frozenset[str]:
+    """Task ids or paths as a set; a bare string would otherwise be taken as a set of characters."""
+    if isinstance(value, str):
+        raise RunOptionsError(f"`{name}` takes a list of task ids or paths, got the string {value!r}: write {name}=[{value!r}]")
+    try:
+        ids = list(value)
+    except TypeError:
+        raise RunOptionsError(f"`{name}` takes a list of task ids or paths, got {_shown(value)}") from None
+    bad = [i for i in ids if not isinstance(i, str)]
+    if bad:
+        raise RunOptionsError(
+            f"`{name}` takes task ids or paths (str), got {_shown(bad[0])}; for a Task give its `.id`"
+        )
+    return frozenset(ids)
+
+
+def _check_listeners(value: Any) -> Listener | list[Listener] | None:
+    what = "`on_event` takes a function of one RunEvent, or a list of them"
+    if value is None or callable(value):
+        return cast("Listener | None", value)
+    if isinstance(value, (str, bytes)):
+        raise RunOptionsError(f"{what}; got {_shown(value)}")
+    try:
+        listeners = list(value)
+    except TypeError:
+        raise RunOptionsError(f"{what}; got {_shown(value)}") from None
+    for listener in listeners:
+        if not callable(listener):
+            raise RunOptionsError(f"{what}; one of them is {_shown(listener)}")
+    return listeners
+
 
 @dataclass
 class RunReport:
@@ -87,6 +225,9 @@ class RunReport:
     """Registry name -> how many times it was called."""
     llm_calls: int = 0
     """LLM requests made (cached replies not counted)."""
+    adopted_versions: int = 0
+    """Reused stages that had no code version (a trace written before versions existed) and adopted the
+    current one: edits made to their functions before this run are not detected."""
     llm_cache_hits: int = 0
     """Replies taken from the persistent response cache (run option ``cache=``) instead of calling."""
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -96,6 +237,9 @@ class RunReport:
     stopped: str | None = None
     """Why the run stopped before the graph finished (``max_tasks``, ``timeout``, ``stop``,
     ``break_before:<id>``, ``break_after:<id>``), or None."""
+    checkpoint_errors: list[str] = field(default_factory=list)
+    """Checkpoint saves that failed (run option ``checkpoint=``), one line each, e.g.
+    ``PermissionError: [Errno 13] Permission denied: 'run/trace.json'``; each was also warned about."""
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
 
@@ -128,15 +272,8 @@ class RunState:
         """Whether :meth:`may_start` can say no before ``report.stopped`` is set; if not, it is skipped."""
         self.backend = options.backend
         self.break_after = options.break_after
-        self.unstarted = 0
-        """Asyncio tasks created for graph tasks (of any depth of sub-graph) that have not run yet; see
-        :meth:`Run._execute`."""
-        self.handoffs_until = time.monotonic() + _HANDOFF_SECONDS
-        """Hand-offs stop at this time until the loop has had a turn (and ran :meth:`refill`)."""
-
-    def refill(self) -> None:
-        self.handoffs_until = time.monotonic() + _HANDOFF_SECONDS
-
+        self.versions = CodeVersions(registry)
+        """Code versions of the registry's functions, computed once per run (see :mod:`llmtaskgraph.memo.code`)."""
     def listen(self, listener: Callable[[RunEvent], None]) -> Callable[[], None]:
         """Add ``listener`` to every event of this run; returns a function that removes it."""
         self.listeners.append(listener)
@@ -185,8 +322,3 @@ class RunState:
                 type(fn).__call__
             )
         return fn(*args, **kwargs) if is_async else self.run_sync_fn(fn, *args, **kwargs)
-
-
-_HANDOFF_SECONDS = 0.002
-"""How long hand-offs (see :meth:`Run._execute`) may go on before the loop gets a turn (to poll
-sockets, fire timers): about a turn's length with a few hundred tasks on it."""

@@ -20,9 +20,14 @@ from ..model.tasks import STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
+    from ..run.plan import Plan
 
-STATUS_COLOURS = {"pending": "#e0e0e0", "running": "#ffd54f", "done": "#a5d6a7", "failed": "#ef9a9a", "blocked": "#ffcc80"}
-"""Fill colour of each task status, in the SVG, the fallback table and the legend."""
+STATUS_COLOURS = {"pending": "#e0e0e0", "running": "#ffd54f", "done": "#a5d6a7", "failed": "#ef9a9a", "blocked": "#ffcc80",
+                  "stale": "#b3e5fc"}
+"""Fill colour of each task status, in the SVG, the fallback table and the legend. ``stale`` is not a
+stored status: it is shown for a done task that an edit left to run again (computed by the memo rule)."""
+PLAN_COLOURS = {"will run": "#90caf9", "reused": "#a5d6a7"}
+"""Fill colours of a drawing coloured by a plan (``to_html(graph, plan=graph.plan(registry))``)."""
 
 INSTALL_GRAPHVIZ = (
     "Install graphviz's <code>dot</code> program to see the graph drawn: "
@@ -104,8 +109,10 @@ class Drawing:
 class _DotWriter:
     """Walks a graph (and its sub-graphs) within :class:`Limits`, writing DOT lines."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, plan: Plan | None = None) -> None:
         self.limits = limits
+        self.will_run = None if plan is None else set(plan.will_run)
+        self.stale: set[str] = set()
         self.budget = limits.max_tasks
         self.lines: list[str] = []
         self.notes: list[str] = []
@@ -181,7 +188,10 @@ class _DotWriter:
         lines = [_short(task.label), _kind(task)]
         if task.name and task.name != tid:
             lines.insert(1, f"id: {_short(tid)}")
-        status = rec.status
+        status = rec.status if self.will_run is None else "will run" if prefix + tid in self.will_run else "reused"
+        if status == "done" and prefix + tid in self.stale:
+            status = "stale"
+        colour = STATUS_COLOURS.get(status) or PLAN_COLOURS.get(status, "#ffffff")
         if task.created_by is not None:
             status += f" · added by {_short(task.created_by, 30)}"
         lines.append(status)
@@ -197,13 +207,13 @@ class _DotWriter:
         if task.created_by is not None:
             attrs["style"] = '"filled,rounded,dashed"'
         if not isinstance(task, TaskGraphTask):
-            self.node(nid, "\n".join(lines), STATUS_COLOURS.get(rec.status, "#ffffff"), _short(tip, 300), **attrs)
+            self.node(nid, "\n".join(lines), colour, _short(tip, 300), **attrs)
             return
         sub = task.subgraph
         if len(sub.tasks) > self.limits.max_subgraph or len(sub.tasks) > self.budget:
             lines.append(f"{len(sub.tasks):,} inner tasks ({_counts(sub.tasks.values()) or 'empty'})")
             attrs["shape"] = "box3d"
-            self.node(nid, "\n".join(lines), STATUS_COLOURS.get(rec.status, "#ffffff"), _short(tip, 300), **attrs)
+            self.node(nid, "\n".join(lines), colour, _short(tip, 300), **attrs)
             self.notes.append(
                 f"sub-graph `{prefix}{tid}` ({len(sub.tasks):,} tasks) is drawn as one node; "
                 f"display `graph.find({prefix + tid!r}).subgraph` to see it"
@@ -212,7 +222,7 @@ class _DotWriter:
         self.lines.append(f"subgraph cluster_{nid} {{")
         self.lines.append(f"label={_dot_str(task.label + ' (sub-graph)')} style=\"rounded,dashed\" color=\"#757575\"")
         attrs["shape"] = "tab"
-        self.node(nid, "\n".join(lines), STATUS_COLOURS.get(rec.status, "#ffffff"), _short(tip, 300), **attrs)
+        self.node(nid, "\n".join(lines), colour, _short(tip, 300), **attrs)
         inner = self.graph(sub, f"{prefix}{tid} > ")
         for inner_id, inner_task in sub.tasks.items():
             if not inner_task.all_deps() and inner_task.created_by is None and inner_id in inner:
@@ -237,9 +247,14 @@ class _DotWriter:
                 self.lines.append(f'{creator} -> {head} [style=dashed color="#1565c0" arrowhead=empty]')
 
 
-def drawing(graph: TaskGraph, limits: Limits | None = None) -> Drawing:
-    """DOT source of ``graph`` within ``limits`` and the notes saying what was left out."""
-    writer = _DotWriter(limits or Limits())
+def drawing(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None = None) -> Drawing:
+    """DOT source of ``graph`` within ``limits`` and the notes saying what was left out; coloured by
+    ``plan`` ("will run" / "reused") instead of by status when one is given."""
+    writer = _DotWriter(limits or Limits(), plan)
+    if plan is None and graph._active is None:  # (while it runs, statuses say it all)
+        from ..run.plan import stale_paths
+
+        writer.stale = stale_paths(graph)
     body_start = [
         "digraph taskgraph {",
         'graph [rankdir=TB fontname="Helvetica,Arial,sans-serif" fontsize=11]',
@@ -250,16 +265,16 @@ def drawing(graph: TaskGraph, limits: Limits | None = None) -> Drawing:
     return Drawing("\n".join([*body_start, *writer.lines, "}"]) + "\n", writer.notes)
 
 
-def to_dot(graph: TaskGraph, limits: Limits | None = None) -> str:
+def to_dot(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None = None) -> str:
     """The graph as DOT source (status colours, sub-graph clusters, dashed edges from creators)."""
-    return drawing(graph, limits).dot
+    return drawing(graph, limits, plan).dot
 
 
-def to_svg(graph: TaskGraph, limits: Limits | None = None) -> str:
+def to_svg(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None = None) -> str:
     """The graph as an SVG document. Raises ``graphviz.ExecutableNotFound`` when ``dot`` is missing."""
     import graphviz
 
-    svg: str = graphviz.Source(to_dot(graph, limits)).pipe(format="svg", encoding="utf-8")
+    svg: str = graphviz.Source(to_dot(graph, limits, plan)).pipe(format="svg", encoding="utf-8")
     return svg[svg.index("<svg"):]
 
 
@@ -275,16 +290,19 @@ def _badge(status: str) -> str:
     return f'<span class="ltg-badge" style="background:{STATUS_COLOURS.get(status, "#fff")}">{html.escape(status)}</span>'
 
 
-def _legend() -> str:
-    return '<div class="ltg-note">' + " ".join(_badge(s) for s in STATUSES) + (
+def _legend(plan: Plan | None = None) -> str:
+    if plan is not None:
+        return '<div class="ltg-note">' + " ".join(
+            f'<span class="ltg-badge" style="background:{c}">{k}</span>' for k, c in PLAN_COLOURS.items()) + "</div>"
+    return '<div class="ltg-note">' + " ".join(_badge(s) for s in (*STATUSES, "stale")) + (
         " · dashed border: added at run time (blue dashed edge from its creator)</div>"
     )
 
 
-def graph_html(graph: TaskGraph, limits: Limits | None = None) -> str:
+def graph_html(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None = None) -> str:
     """The graph as HTML: the SVG, a legend and notes, or an HTML table when graphviz is missing."""
     limits = limits or Limits()
-    draw = drawing(graph, limits)
+    draw = drawing(graph, limits, plan)
     try:
         import graphviz
     except ImportError:
@@ -295,7 +313,7 @@ def graph_html(graph: TaskGraph, limits: Limits | None = None) -> str:
         return _fallback_html(graph, limits)
     body = svg[svg.index("<svg"):]
     notes = "".join(f'<div class="ltg-note">{html.escape(n)}</div>' for n in draw.notes)
-    return f'{_STYLE}<div class="ltg ltg-graph">{body}{_legend()}{notes}</div>'
+    return f'{_STYLE}<div class="ltg ltg-graph">{body}{_legend(plan)}{notes}</div>'
 
 
 def _fallback_html(graph: TaskGraph, limits: Limits) -> str:
@@ -393,8 +411,8 @@ def task_mimebundle(task: Task) -> dict[str, str]:
     return {"text/plain": repr(task), "text/html": task_html(task)}
 
 
-def to_html(obj: TaskGraph | Task, limits: Limits | None = None) -> str:
-    """HTML for a graph (drawing) or a task (detail card)."""
+def to_html(obj: TaskGraph | Task, limits: Limits | None = None, plan: Plan | None = None) -> str:
+    """HTML for a graph (drawing; coloured by ``plan`` when given) or a task (detail card)."""
     if isinstance(obj, Task):
         return task_html(obj, limits)
-    return graph_html(obj, limits)
+    return graph_html(obj, limits, plan)

@@ -1,0 +1,185 @@
+"""Running one task: its stale stages in order, each through the registry, the LLM or its sub-graph.
+
+The scheduler (:mod:`.scheduler`) decides when a task runs; the rule (:mod:`llmtaskgraph.memo.rule`)
+decides which stages; this module runs them and stores what they computed. A stage after the first
+one that ran is asked again (a formatter that re-formats to the same request calls no LLM).
+
+Functions receive copies of the values they read (dependency outputs, ``inputs``, the graph input),
+so a function that mutates its arguments cannot change a stored value or a fingerprint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from ..errors import LLMTaskGraphError, OutputNotJSONError
+from ..fingerprint import check_json
+from ..llm.base import build_request
+from ..model.context import TaskContext
+from ..model.registry import lookup
+from ..model.tasks import PATH_SEP, Stage, Task, TaskGraphTask
+
+if TYPE_CHECKING:
+    from .scheduler import Run
+
+__all__ = ["StageError", "SubgraphFailed", "json_copy", "run_stages"]
+
+_JSON_TYPES = (str, int, float, list, dict, type(None))
+
+
+class StageError(Exception):
+    """Carries the stage in which a task failed, wrapping the original exception (never shown to users)."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        self.stage = stage
+        self.cause = cause
+
+
+class SubgraphFailed(LLMTaskGraphError):
+    """A TaskGraphTask failed because tasks in its sub-graph failed (they are listed)."""
+
+
+def json_copy(value: Any) -> Any:
+    """A copy of a JSON value sharing nothing mutable with it (strings and numbers are immutable)."""
+    t = type(value)
+    if t is list:
+        return [v if type(v) in (str, int, float, bool) or v is None else json_copy(v) for v in value]
+    if t is dict:
+        return {k: v if type(v) in (str, int, float, bool) or v is None else json_copy(v) for k, v in value.items()}
+    return value
+
+
+async def run_stages(run: Run, task: Task, start: Stage) -> str:
+    """Run ``task`` from ``start`` on: ``done``; ``reused`` or ``stopped`` for a sub-graph task."""
+    memo, rec = run.memo, task.record
+    table = task.stage_table
+    for stage in table[table.index(start):]:
+        if stage is not start and memo.fresh(task, stage):
+            continue
+        if stage.reads == "subgraph":
+            assert isinstance(task, TaskGraphTask)
+            return await _run_subgraph(run, task, ran_before=stage is not start)
+        if stage.reads == "deps":
+            deps_part = memo._deps_part(task)  # taken before the function runs, whatever it then does
+            args, kwargs = _arguments(run, task)
+            result, read = await call_function(run, task, stage, args, kwargs)
+        elif stage.reads == "reply":
+            deps_part = None
+            result, read = await call_function(run, task, stage, [(rec.response or {}).get("text")], {})
+        else:  # the LLM call
+            try:
+                request = build_request(rec.prompt, getattr(task, "params", None))
+            except Exception as exc:
+                name = task.function_names().get("formatter")
+                raise StageError("format", type(exc)(f"formatter `{name}` of task `{task.id}`: {exc}")) from exc
+            rec.fingerprints.pop(stage.name, None)
+            rec.response = await _call_llm(run, task, request)
+            memo.store(task, stage, False)
+            continue
+        if stage.writes == "output":
+            rec.set_output(result)
+        else:
+            rec.prompt = result
+        memo.store(task, stage, read, deps_part)
+    return "done"
+
+
+def _arguments(run: Run, task: Task) -> tuple[list[Any], dict[str, Any]]:
+    tasks = run.graph.tasks
+    kwargs = {k: json_copy(tasks[d].record.output) for k, d in task.kwdeps.items()} if task.kwdeps else {}
+    if task.inputs:
+        kwargs.update(json_copy(task.inputs))
+    return [json_copy(tasks[d].record.output) for d in task.deps], kwargs
+
+
+async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, bool]:
+    """Call the registry function of ``stage``; returns its JSON-checked result and whether it read the input."""
+    shared = run.shared
+    fn_name = task.function_names()[str(stage.role)]
+    fn = lookup(shared.registry, fn_name)
+    if fn is None:
+        raise StageError(stage.name, KeyError(f"registry has no callable `{fn_name}` (needed by task `{task.id}`)"))
+    ctx = TaskContext(run.graph, task, run, stage.name)
+    shared.report.calls[fn_name] += 1
+    rec = task.record
+    rec.fingerprints.pop(stage.name, None)
+    backend = shared.backend
+    try:
+        if backend is not None and stage.name == "run" and backend.handles(fn_name):
+            result = await backend.run(fn_name, fn, ctx, args, kwargs)
+        else:
+            result = await shared.start(fn, ctx, *args, **kwargs)
+        if result is not None:  # None is JSON: no need to build the message below
+            # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
+            if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):
+                result = await result
+            check_json(result, f"`{fn_name}` ({stage.name} of task `{task.id}`)",
+                       "prompt" if stage.writes == "prompt" else "output")
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        raise StageError(stage.name, exc) from exc
+    read = ctx.read_graph_input
+    reads = rec.reads_graph_input
+    if read and stage.name not in reads:
+        reads.append(stage.name)
+    elif not read and stage.name in reads:
+        reads.remove(stage.name)
+    return result, read
+
+
+async def _call_llm(run: Run, task: Task, request: dict[str, Any]) -> dict[str, Any]:
+    shared = run.shared
+    path = run.prefix + str(task.id)
+    call_fp = run.memo.fingerprint(task, task.stage_table[1])
+    assert call_fp is not None
+    cache = shared.cache
+    if cache is not None:
+        hit = cache.get(call_fp)
+        if hit is not None:
+            shared.report.llm_cache_hits += 1
+            return {**hit, "cached": True}
+    async with shared.semaphore:
+        shared.emit("llm_started", path, task)
+        try:
+            response = await shared.options.llm.complete(request)
+            reply = response.to_json()
+            check_json(reply, f"the reply to task `{task.id}`", "response")
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raise StageError("call", exc) from exc
+        finally:
+            shared.report.llm_calls += 1
+            shared.emit("llm_finished", path, task)
+    if cache is not None:
+        try:
+            cache.put(call_fp, reply, request)
+        except (OSError, OutputNotJSONError) as exc:  # the reply is in the trace; losing its cached copy must not fail the task
+            warnings.warn(f"could not store the reply of task `{task.id}` in the response cache: {exc}", stacklevel=1)
+    return reply
+
+
+async def _run_subgraph(run: Run, task: TaskGraphTask, ran_before: bool) -> str:
+    """Run the sub-graph: ``done``, ``reused`` if nothing ran (here or inside), ``stopped`` if a bound stopped it."""
+    from .scheduler import Run
+
+    rec, sub = task.record, task.subgraph
+    sub.graph_input = json_copy(rec.prompt)
+    rec.fingerprints.pop("subgraph", None)
+    inner = Run(sub, run.shared, f"{run.prefix}{task.id}{PATH_SEP}")
+    await inner.execute()
+    if inner.failed_here:
+        failed = [p for p, _ in run.shared.report.failed if p.startswith(inner.prefix)]
+        raise StageError("subgraph", SubgraphFailed(f"sub-graph tasks failed: {', '.join(failed)}"))
+    result = sub.result_task()
+    if result is not None and inner.finished.get(str(result.id)) != "done":
+        if run.shared.report.stopped is not None:
+            return "stopped"
+        raise StageError("subgraph", SubgraphFailed(f"sub-graph output task `{result.id}` did not finish"))
+    rec.set_output(None if result is None else result.record.output)
+    rec.fingerprints["subgraph"] = rec.output_fingerprint()
+    return "done" if ran_before or inner.launched else "reused"
