@@ -18,7 +18,7 @@ class CountingRegistry(FunctionRegistry):
         for name, fn in (functions or {}).items():
             self.add(name, fn)
 
-    def add(self, name: str, fn: Callable[..., Any]) -> None:
+    def add(self, name: str, fn: Callable[..., Any], *, version: str | None = None) -> None:
         import inspect
 
         counts = self.counts
@@ -28,14 +28,14 @@ class CountingRegistry(FunctionRegistry):
                 counts[name] += 1
                 return await fn(*args, **kwargs)
 
-            super().add(name, counted_async)
+            super().add(name, counted_async, version=version)
         else:
 
             def counted(*args: Any, **kwargs: Any) -> Any:
                 counts[name] += 1
                 return fn(*args, **kwargs)
 
-            super().add(name, counted)
+            super().add(name, counted, version=version)
 
     def take(self) -> dict[str, int]:
         """The counts since the last take, as a plain dict without zeros."""

@@ -13,8 +13,10 @@ unpinned stages whose code hashes changed (an LLM is still only called when its 
 
 from __future__ import annotations
 
+import dis
 import functools
 import hashlib
+import os
 import sys
 import sysconfig
 import types
@@ -34,7 +36,7 @@ def _library_roots() -> tuple[str, ...]:
     roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
     roots.add(str(Path(__file__).resolve().parents[1]))  # llmtaskgraph itself
     roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
-    return tuple(sorted(str(Path(r).resolve()) for r in roots))
+    return tuple(sorted(os.path.join(str(Path(r).resolve()), "") for r in roots))
 
 
 _LIBRARY_ROOTS = _library_roots()
@@ -103,21 +105,22 @@ class _Hasher:
         self.code(code, fn.__doc__)
         self.value(fn.__defaults__, fn.__globals__)
         self.value(fn.__kwdefaults__, fn.__globals__)
-        for cell in fn.__closure__ or ():
+        state = _state_names(code)
+        for name, cell in zip(code.co_freevars, fn.__closure__ or (), strict=True):
             try:
                 content = cell.cell_contents
             except ValueError:  # an empty cell (a name assigned after the function was made)
                 continue
-            self.value(content, fn.__globals__)
+            self.value(content, fn.__globals__, name in state)
         for name in sorted(_global_names(code)):
             if name in fn.__globals__:
                 self.feed("global", name)
-                self.value(fn.__globals__[name], fn.__globals__)
+                self.value(fn.__globals__[name], fn.__globals__, name in state)
 
     def code(self, code: types.CodeType, doc: str | None = None) -> None:
         consts = code.co_consts
         if doc is not None and consts and consts[0] == doc:  # a docstring edit changes nothing that runs
-            consts = consts[1:]
+            consts = (None, *consts[1:])  # (where a function without one holds None)
         self.feed(code.co_code, code.co_names, code.co_varnames, code.co_argcount, code.co_kwonlyargcount, code.co_flags)
         for const in consts:
             if isinstance(const, types.CodeType):
@@ -125,11 +128,17 @@ class _Hasher:
             else:
                 self.feed(type(const).__name__, const)
 
-    def value(self, value: Any, module_globals: Mapping[str, Any]) -> None:
-        """Plain data in full; functions of the same module by their code; anything else by its type only."""
+    def value(self, value: Any, module_globals: Mapping[str, Any], state: bool = False) -> None:
+        """Plain data in full; functions of the same module by their code; anything else by its type only.
+
+        ``state``: the function changes this container itself (appends to it, stores into it): it is
+        the function's state, not its input, so only its type counts.
+        """
         kind = type(value)
         if kind in _PLAIN:
             self.feed(kind.__name__, value)
+        elif state and kind in (list, set, dict):
+            self.feed("state", kind.__name__)
         elif kind in (list, tuple, set, frozenset, dict):  # exactly these: a Counter or a cache class is state
             if len(value) > _MAX_ITEMS or id(value) in self.seen:
                 self.feed(kind.__name__, len(value))
@@ -155,6 +164,40 @@ class _Hasher:
         else:  # classes, clients, models: named, never walked (their state is not what a notebook edits)
             kind = value if isinstance(value, type) else type(value)
             self.feed("other", getattr(kind, "__module__", ""), getattr(kind, "__qualname__", ""))
+
+
+_MUTATORS = frozenset({
+    "append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "add", "discard", "popitem",
+    "sort", "reverse", "__setitem__", "__delitem__",
+})
+_LOADS = frozenset({"LOAD_GLOBAL", "LOAD_DEREF", "LOAD_NAME", "LOAD_CLASSDEREF"})
+
+
+def _state_names(code: types.CodeType) -> set[str]:
+    """Module or closure names the code changes in place: ``log.append(x)``, ``cache[k] = v``, ``n[k] += 1``.
+
+    Read from the bytecode: a name loaded right before a mutating method, or loaded on a line that
+    stores into a subscript. (An approximation: it only decides whether a list, dict or set read by
+    the function is hashed as its input or named as its state.)
+    """
+    names: set[str] = set()
+    line_loads: list[str] = []
+    previous = None
+    for ins in dis.get_instructions(code):
+        if ins.starts_line is not None:
+            line_loads = []
+        if ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and ins.argval in _MUTATORS and previous is not None \
+                and previous.opname in _LOADS:
+            names.add(str(previous.argval))
+        if ins.opname in _LOADS:
+            line_loads.append(str(ins.argval))
+        elif ins.opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+            names.update(line_loads)
+        previous = ins
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _state_names(const)
+    return names
 
 
 def _global_names(code: types.CodeType) -> set[str]:

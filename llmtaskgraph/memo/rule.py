@@ -162,6 +162,8 @@ class Memo:
                 basis["inputs"] = digest(task.inputs)[:_SHORT]
         if stage.reads in ("deps", "reply") and reads_input:
             basis.update(self._input_parts())
+        if stage.reads == "reply":
+            basis["reply"] = digest((rec.response or {}).get("text"))[:_SHORT]
         if stage.reads == "prompt":
             basis["prompt"] = digest(rec.prompt)[:_SHORT]
             basis["params"] = digest(getattr(task, "params", None))[:_SHORT]
@@ -220,7 +222,7 @@ class Memo:
             reasons += self._input_reasons(task)
         if stage.reads == "prompt":
             reasons += self._call_reasons(task)
-        if stage.reads == "reply":
+        if stage.reads == "reply" and "reply" in rec.basis and rec.basis["reply"] != digest((rec.response or {}).get("text"))[:_SHORT]:
             reasons.append("reply edited" if (rec.response or {}).get("edited") else "reply changed")
         return reasons or ["inputs changed"]
 

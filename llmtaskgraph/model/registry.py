@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
-from ..errors import MissingFunctionError
+from ..errors import GraphValidationError, MissingFunctionError
 
 F = TypeVar("F", bound=Callable[..., Any])
 Registry = Mapping[str, Callable[..., Any]]
@@ -29,39 +29,58 @@ class FunctionRegistry(Mapping[str, Callable[..., Any]]):
 
     def __init__(self, functions: Mapping[str, Callable[..., Any]] | None = None, /, **more: Callable[..., Any]) -> None:
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._versions: dict[str, str] = {}
         for name, fn in {**(functions or {}), **more}.items():
             self.add(name, fn)
 
     @overload
     def register(self, fn: F, /) -> F: ...
     @overload
-    def register(self, name: str, /) -> Callable[[F], F]: ...
-    def register(self, fn_or_name: Any, /) -> Any:
-        """Decorator: ``@registry.register`` (uses ``fn.__name__``) or ``@registry.register("name")``."""
-        if isinstance(fn_or_name, str):
-            name = fn_or_name
+    def register(self, name: str | None = None, /, *, version: str | None = None) -> Callable[[F], F]: ...
+    def register(self, fn_or_name: Any = None, /, *, version: str | None = None) -> Any:
+        """Decorator: ``@registry.register`` (uses ``fn.__name__``), ``@registry.register("name")``, and
+        either with ``version="v2"`` to pin the function's code version by hand.
 
-            def decorate(fn: F) -> F:
-                self.add(name, fn)
-                return fn
+        Without a pinned version, editing the function (or the plain data and same-module functions
+        it reads) re-runs the stages that call it (see :mod:`llmtaskgraph.memo.code`). A pinned version
+        changes only when you change it, so reformatting or refactoring re-runs nothing.
+        """
+        if callable(fn_or_name) and not isinstance(fn_or_name, str):
+            self.add(fn_or_name.__name__, fn_or_name)
+            return fn_or_name
 
-            return decorate
-        self.add(fn_or_name.__name__, fn_or_name)
-        return fn_or_name
+        def decorate(fn: F) -> F:
+            self.add(fn_or_name if fn_or_name is not None else fn.__name__, fn, version=version)
+            return fn
 
-    def add(self, name: str, fn: Callable[..., Any]) -> None:
+        return decorate
+
+    def add(self, name: str, fn: Callable[..., Any], *, version: str | None = None) -> None:
+        """Register ``fn`` as ``name`` (replacing what was there), optionally with a pinned ``version``."""
         if not isinstance(name, str) or not name:
-            raise TypeError(f"registry names must be non-empty strings, got {name!r}")
+            raise GraphValidationError(f"registry names must be non-empty strings, got {name!r}")
         if not callable(fn):
-            raise TypeError(f"registry entry `{name}` must be callable, got {type(fn).__name__}")
+            raise GraphValidationError(f"registry entry `{name}` must be callable, got {type(fn).__name__}")
+        if version is not None and (not isinstance(version, str) or not version):
+            raise GraphValidationError(f"the version of registry entry `{name}` must be a non-empty string, got {version!r}")
         self._functions[name] = fn
+        if version is None:
+            self._versions.pop(name, None)
+        else:
+            self._versions[name] = version
+
+    def pinned_version(self, name: str) -> str | None:
+        """The version pinned for ``name`` with ``register(version=...)``, or None (computed from the code)."""
+        return self._versions.get(name)
 
     def merge(self, *others: Mapping[str, Callable[..., Any]]) -> FunctionRegistry:
-        """A new registry with this one's functions, then each of ``others`` (later ones win)."""
-        merged = FunctionRegistry(self._functions)
-        for other in others:
-            for name, fn in other.items():
-                merged.add(name, fn)
+        """A new registry with this one's functions, then each of ``others`` (later ones win); pinned versions
+        go with their functions."""
+        merged = FunctionRegistry()
+        for source in (self, *others):
+            pinned = getattr(source, "pinned_version", None)
+            for name, fn in source.items():
+                merged.add(name, fn, version=pinned(name) if pinned is not None else None)
         return merged
 
     def __or__(self, other: Mapping[str, Callable[..., Any]]) -> FunctionRegistry:
@@ -92,7 +111,8 @@ def lookup(registry: Registry, name: str) -> Callable[..., Any] | None:
 def check_registry(registry: Registry, needs: Mapping[str, list[str]]) -> None:
     """Raise :class:`MissingFunctionError` listing every needed name that is absent or not callable."""
     if not isinstance(registry, Mapping):
-        raise TypeError(f"the registry must be a mapping from name to function (a dict works), got {type(registry).__name__}")
+        raise GraphValidationError(
+            f"the registry must be a mapping from name to function (a dict works), got {type(registry).__name__}")
     problems = {name: tasks for name, tasks in needs.items() if lookup(registry, name) is None}
     if problems:
         not_callable = {name: type(registry[name]).__name__ for name in problems if _has(registry, name)}

@@ -168,7 +168,8 @@ async def _run_subgraph(run: Run, task: TaskGraphTask, ran_before: bool) -> str:
     from .scheduler import Run
 
     rec, sub = task.record, task.subgraph
-    sub.graph_input = json_copy(rec.prompt)
+    if ran_before:  # the input formatter ran: its result is the sub-graph's input now
+        sub.graph_input = json_copy(rec.prompt)
     rec.fingerprints.pop("subgraph", None)
     inner = Run(sub, run.shared, f"{run.prefix}{task.id}{PATH_SEP}")
     await inner.execute()
