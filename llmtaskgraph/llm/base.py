@@ -10,6 +10,10 @@ import reprlib
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import PromptError
+
+__all__ = ["LLMBackend", "LLMResponse", "PromptError", "build_request", "last_user_text"]
+
 
 @dataclass
 class LLMResponse:
@@ -47,10 +51,6 @@ class LLMBackend(Protocol):
     async def complete(self, request: dict[str, Any]) -> LLMResponse:
         """Answer one Messages API request (``messages``, ``system``, ``model``, ...)."""
         ...
-
-
-class PromptError(TypeError):
-    """A formatter returned something that is not a prompt."""
 
 
 def build_request(prompt: Any, params: dict[str, Any] | None) -> dict[str, Any]:

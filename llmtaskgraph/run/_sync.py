@@ -17,11 +17,19 @@ T = TypeVar("T")
 
 
 def run_sync(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    # Run outside the `except`: inside it, every error of the run would be chained to the
+    # "no running event loop" RuntimeError ("During handling of the above exception, ...").
+    if _loop_running():
+        return _run_in_thread(make_coro)
+    return asyncio.run(make_coro())
+
+
+def _loop_running() -> bool:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(make_coro())
-    return _run_in_thread(make_coro)
+        return False
+    return True
 
 
 def _run_in_thread(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
