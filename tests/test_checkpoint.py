@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from llmtaskgraph import OfflineLLM, PythonTask, TaskGraph, TaskGraphError
+from llmtaskgraph import OfflineLLM, PythonTask, RunEvent, TaskGraph, TaskGraphError
+from llmtaskgraph.errors import RunOptionsError
+from llmtaskgraph.run import checkpoint as checkpoint_module
+from llmtaskgraph.run.checkpoint import Checkpointer
 
 
 def chain(n: int, fn: str = "peek") -> TaskGraph:
@@ -64,13 +71,15 @@ def test_a_checkpoint_lists_the_children_a_finished_creator_added(tmp_path: Path
     assert seen == [{"make": ["make/only"], "make/only": []}]
 
 
-def test_saves_after_an_interval(tmp_path: Path) -> None:
+def test_saves_after_an_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "trace.json"
     seen: dict[str, list[str]] = {}
+    now = [0.0]
+    monkeypatch.setattr(checkpoint_module, "_clock", lambda: now[0])  # each task takes 0.3 s of this clock
 
     def peek(ctx: Any, *deps: Any) -> None:
         seen[str(ctx.task.id)] = done_in(path) if path.exists() else []
-        time.sleep(0.3)
+        now[0] += 0.3
 
     chain(4).run({"peek": peek}, llm=OfflineLLM(), checkpoint=path, checkpoint_seconds=0.5, progress=False)
     # t0 and t1 take 0.6 s together, so the first save comes after t1 (not after t0), the next
@@ -95,10 +104,123 @@ def test_a_failed_or_stopped_run_still_leaves_a_checkpoint(tmp_path: Path) -> No
 
 
 def test_interval_options_need_a_checkpoint_file() -> None:
-    with pytest.raises(ValueError, match="need `checkpoint=`"):
+    with pytest.raises(RunOptionsError, match="need `checkpoint=`"):
         chain(1).run({"peek": lambda ctx: None}, llm=OfflineLLM(), checkpoint_every=5, progress=False)
-    with pytest.raises(ValueError, match="`checkpoint_every` must be"):
+    with pytest.raises(RunOptionsError, match="`checkpoint_every` must be"):
         chain(1).run({"peek": lambda ctx: None}, llm=OfflineLLM(), checkpoint="x.json", checkpoint_every=0, progress=False)
+
+
+# -- tasks added from worker threads; saves that fail ------------------------------------------------
+
+def test_a_task_added_from_a_worker_thread_waits_for_the_save_in_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "trace.json"
+    saving, added = threading.Event(), threading.Event()
+    during_save: list[tuple[int, bool]] = []  # (thread of the save, whether a task was added meanwhile)
+    save = TaskGraph.save
+
+    def watched_save(graph: TaskGraph, to: Any) -> None:
+        if not during_save:  # the first save: let the worker try to add its task now
+            saving.set()
+            added.wait(1.0)  # (with the save guarded, the worker cannot add before the save is done)
+            during_save.append((threading.get_ident(), added.is_set()))
+        save(graph, to)
+
+    monkeypatch.setattr(TaskGraph, "save", watched_save)
+    loop_thread: list[int] = []
+
+    def maker(ctx: Any) -> str:  # plain: runs in a worker thread
+        assert saving.wait(60), "no checkpoint was saved"
+        ctx.add_task(PythonTask("child", key="c"))
+        added.set()
+        return "made"
+
+    async def quick(ctx: Any) -> str:  # its end triggers the first save, on the loop thread
+        loop_thread.append(threading.get_ident())
+        return "quick"
+
+    graph = TaskGraph()
+    graph.add_task(PythonTask("maker", id="maker"))
+    graph.add_task(PythonTask("quick", id="quick"))
+    graph.run({"maker": maker, "quick": quick, "child": lambda ctx: "child"}, llm=OfflineLLM(),
+              checkpoint=path, checkpoint_every=1, progress=False)
+    assert during_save[0] == (loop_thread[0], False)
+    assert graph.last_run is not None and graph.last_run.checkpoint_errors == []
+    saved = {t["id"]: t for t in json.loads(path.read_text())["tasks"]}
+    assert saved["maker/c"]["created_by"] == "maker" and saved["maker/c"]["status"] == "done"
+    assert TaskGraph.load(path).tasks["maker/c"].output == "child"
+
+
+def test_many_worker_threads_adding_tasks_never_break_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+
+    def maker(ctx: Any) -> int:
+        for i in range(40):
+            ctx.add_task(PythonTask("leaf", key=str(i)))
+        return 40
+
+    graph = TaskGraph()
+    for m in range(8):
+        graph.add_task(PythonTask("maker", id=f"m{m}"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed save would warn
+        graph.run({"maker": maker, "leaf": lambda ctx: "leaf"}, llm=OfflineLLM(), checkpoint=path,
+                  checkpoint_every=5, max_workers=8, progress=False)
+    assert graph.last_run is not None and graph.last_run.checkpoint_errors == []
+    assert len(done_in(path)) == 8 * 41
+    assert set(TaskGraph.load(path).tasks) == set(graph.tasks)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_warned_about_and_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+
+    def peek(ctx: Any, *deps: Any) -> str:
+        if ctx.task.id == "t1":
+            shutil.rmtree(folder)  # every save from now on fails
+        return str(ctx.task.id)
+
+    graph = chain(3)
+    with pytest.warns(RuntimeWarning, match=r"could not save the checkpoint `.*trace.json` \(FileNotFoundError: "):
+        assert graph.run({"peek": peek}, llm=OfflineLLM(), checkpoint=folder / "trace.json", checkpoint_every=1,
+                         progress=False) == "t2"
+    errors = graph.last_run.checkpoint_errors if graph.last_run else []
+    assert errors and all(e.startswith("FileNotFoundError: ") for e in errors)
+    assert [t.status for t in graph.tasks.values()] == ["done", "done", "done"]
+
+
+def test_a_checkpoint_path_that_is_a_folder_is_reported_at_the_final_save(tmp_path: Path) -> None:
+    graph = chain(1)
+    with pytest.warns(RuntimeWarning, match="could not save the checkpoint") as warned:
+        graph.run({"peek": lambda ctx: 1}, llm=OfflineLLM(), checkpoint=tmp_path, progress=False)
+    assert graph.last_run is not None and len(graph.last_run.checkpoint_errors) == 1 == len(warned)
+    assert graph.last_run.checkpoint_errors[0].startswith(("IsADirectoryError: ", "OSError: "))
+
+
+def test_a_failed_run_is_not_hidden_by_a_failed_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+
+    def peek(ctx: Any, *deps: Any) -> None:
+        if ctx.task.id == "t1":
+            shutil.rmtree(folder)
+            raise RuntimeError("no")
+
+    graph = chain(3)
+    with pytest.warns(RuntimeWarning, match="could not save the checkpoint"), pytest.raises(TaskGraphError) as info:
+        graph.run({"peek": peek}, llm=OfflineLLM(), checkpoint=folder / "trace.json", checkpoint_every=100, progress=False)
+    assert info.value.failed == [("t1", "RuntimeError in run: no")]
+    assert graph.last_run is not None and [e.split(":")[0] for e in graph.last_run.checkpoint_errors] == ["FileNotFoundError"]
+
+
+async def test_an_event_from_another_thread_is_saved_on_the_loop_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    saved_on: list[int] = []
+    save = TaskGraph.save
+    monkeypatch.setattr(TaskGraph, "save", lambda graph, to: (saved_on.append(threading.get_ident()), save(graph, to)))
+    checkpointer = Checkpointer(chain(1), tmp_path / "trace.json", every=1, seconds=None)
+    await asyncio.to_thread(checkpointer, RunEvent(kind="task_finished", path="t0", task=None))
+    while not saved_on:  # the save is queued on this loop
+        await asyncio.sleep(0)
+    assert saved_on == [threading.get_ident()] and checkpointer.saves == 1
 
 
 GROWING = textwrap.dedent('''
