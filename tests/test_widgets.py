@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
 from jupyter_helpers import planner_graph
 
 from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph
-from llmtaskgraph.views.render import STATUS_COLOURS
+from llmtaskgraph.views import widgets as widgets_module
+from llmtaskgraph.views.render import STATUS_COLOURS, graph_html, iter_tasks
+from llmtaskgraph.views.widgets import GraphEditor
 
 
 def test_editing_a_running_task_is_refused_with_a_message():
@@ -73,7 +77,11 @@ def test_apply_an_output_edit_then_replay_reruns_exactly_the_descendants():
     editor.apply_button.click()
     assert graph.tasks["plan"].output == ["a", "z"]
     # the children of `spawn` stay as they are: `spawn` decides on replay which ones it still adds
-    assert [tid for tid, t in graph.tasks.items() if t.status == "pending"] == ["spawn", "subgraph", "report"]
+    assert [label for label, _ in editor.picker.options if label.endswith("stale")] == [
+        "spawn · stale", "subgraph · stale", "subgraph > double · stale", "subgraph > inc · stale", "report · stale",
+    ]
+    assert "5 task(s) are now stale: Replay runs what the edit affects" in editor.message.value
+    assert "4 done, 5 stale" in editor.status.value
     assert editor.view.value != drawn_before  # the drawing shows the stale tasks at once
     editor.replay_button.click()
     assert graph.output == "2 steps, size 5"
@@ -129,30 +137,138 @@ def test_step_runs_one_task_per_click_and_shows_it():
     assert "last run: 0 executed" in editor.status.value
 
 
-def test_status_and_drawing_update_live_during_a_run_and_a_running_task_cannot_be_edited():
+# -- the live drawing during a run: checked by the order of events and drawings, never by time --------
+
+RUNNING = f'fill="{STATUS_COLOURS["running"]}"'
+
+
+def running(graph: TaskGraph) -> set[str]:
+    return {path for path, task in iter_tasks(graph) if task.status == "running"}
+
+
+def in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def log_drawings(editor: GraphEditor, graph: TaskGraph, log: list[tuple[str, Any]]) -> None:
+    """Log each drawing with the tasks running when it was made (during the run: on the run's loop)."""
+
+    def drawn(change: dict[str, Any]) -> None:
+        now_running = running(graph)
+        assert (RUNNING in change["new"]) == bool(now_running)  # the drawing shows the graph as it is
+        log.append(("draw" if in_loop() else "final draw", now_running))
+
+    editor.view.observe(drawn, names="value")
+
+
+@pytest.fixture
+def stopped_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The editor's clock never moves: whether a change is drawn at once depends on the window alone."""
+    monkeypatch.setattr(widgets_module, "_clock", lambda: 0.0)
+
+
+def test_with_no_window_each_change_is_drawn_on_the_next_loop_turn_and_running_tasks_refuse_edits(stopped_clock):
     graph, registry, llm = planner_graph()
+    log: list[tuple[str, Any]] = []
     statuses: list[str] = []
-    drawings: list[str] = []
     refusals: list[str] = []
 
     def during_run(event):
+        log.append((event.kind, event.path))
         if event.kind == "task_started" and event.path == "spawn":
             editor.select("spawn")
             editor.fields["output"].value = "5"
             editor.apply()
             refusals.append(editor.message.value)
 
-    # A slow LLM: redraws are spaced by at least 4x the time a drawing takes, so a run must last a little.
-    slow_llm = ScriptedLLM(llm.script, latency=0.3)
-    editor = graph.editor(registry, llm=slow_llm, refresh_interval=0, on_event=during_run)
+    editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=during_run)
     editor.status.observe(lambda change: statuses.append(change["new"]), names="value")
-    editor.view.observe(lambda change: drawings.append(change["new"]), names="value")
+    log_drawings(editor, graph, log)
     editor.replay_button.click()
+
+    # `plan` formats in a worker thread, so the loop turns while it runs: it is drawn running
+    started, finished = log.index(("task_started", "plan")), log.index(("task_finished", "plan"))
+    assert ("draw", {"plan"}) in log[started:finished]
+    # every drawing during the run follows an event (a burst of events costs one drawing)
+    draws = [i for i, entry in enumerate(log) if entry[0] == "draw"]
+    assert draws and all(log[i - 1][0] != "draw" for i in draws)
+    # the last drawing (on the loop's last turn, or the run's end) comes after every event and shows the end
+    assert log[-1][0] in ("draw", "final draw") and log[-1][1] == set()
+    assert editor.view.value == graph_html(graph)
     assert any(s.startswith("running: ") for s in statuses)
-    assert any(f'fill="{STATUS_COLOURS["running"]}"' in d for d in drawings[:-1])  # drawn while `plan` ran
-    assert f'fill="{STATUS_COLOURS["running"]}"' not in drawings[-1]
     assert "task `spawn` is running: wait for the run to finish" in refusals[0]
     assert graph.tasks["spawn"].output == 3
+
+
+class WaitForDrawing:
+    """An LLM that answers only once the editor has redrawn while the call is in flight."""
+
+    kind = "wait-for-drawing"
+
+    def __init__(self, inner: ScriptedLLM) -> None:
+        self.inner = inner
+        self.drawn: asyncio.Event | None = None
+
+    def view_changed(self) -> None:
+        if self.drawn is not None:
+            self.drawn.set()
+
+    async def complete(self, request: dict[str, Any]) -> Any:
+        self.drawn = asyncio.Event()
+        try:  # (a bound, not a spacing: without the redraw this call would wait for ever)
+            await asyncio.wait_for(self.drawn.wait(), timeout=60)
+        finally:
+            self.drawn = None
+        return await self.inner.complete(request)
+
+
+def test_a_change_inside_the_window_is_drawn_when_the_window_ends_without_waiting_for_another_event(stopped_clock):
+    graph, registry, llm = planner_graph()
+    waiting_llm = WaitForDrawing(llm)
+    log: list[tuple[str, Any]] = []
+    # The clock never moves, so every change falls inside the window of the drawing before it.
+    editor = graph.editor(registry, llm=waiting_llm, refresh_interval=0.01, on_event=lambda e: log.append((e.kind, e.path)))
+    log_drawings(editor, graph, log)
+    editor.view.observe(lambda change: waiting_llm.view_changed(), names="value")
+    editor.replay_button.click()
+    assert graph.output == "3 steps, size 7"
+    # no event comes while the LLM call waits: only the redraw at the window's end can come
+    started, finished = log.index(("llm_started", "plan")), log.index(("llm_finished", "plan"))
+    assert log[started + 1:finished] == [("draw", {"plan"})]
+    assert log[-1][0] in ("draw", "final draw") and log[-1][1] == set()
+    assert editor.view.value == graph_html(graph)
+
+
+def test_the_run_end_draws_the_last_change_even_inside_the_window(stopped_clock):
+    graph, registry, llm = planner_graph()
+    log: list[tuple[str, Any]] = []
+    editor = graph.editor(registry, llm=llm, refresh_interval=3600, on_event=lambda e: log.append((e.kind, e.path)))
+    log_drawings(editor, graph, log)
+    editor.replay_button.click()  # returns at once: the redraw due in an hour is dropped with the run
+    assert [entry for entry in log if "draw" in entry[0]] == [("final draw", set())]
+    assert log[-1] == ("final draw", set()) and log[-2] == ("task_finished", "report")
+    assert editor.view.value == graph_html(graph)
+
+
+def test_the_users_listeners_get_every_event_and_one_that_raises_does_not_stop_the_live_view(stopped_clock):
+    graph, registry, llm = planner_graph()
+    seen: list[str] = []
+
+    def broken(event):
+        raise RuntimeError("a bug in the user's listener")
+
+    log: list[tuple[str, Any]] = []
+    editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=[lambda e: seen.append(e.kind), broken])
+    log_drawings(editor, graph, log)
+    with pytest.warns(RuntimeWarning, match="a bug in the user's listener"):
+        editor.replay_button.click()
+    assert "replayed: " in editor.message.value and graph.output == "3 steps, size 7"
+    assert seen.count("task_finished") == len(list(iter_tasks(graph)))
+    assert ("draw", {"plan"}) in log  # the editor's own listener went on
 
 
 def test_breakpoints_stop_a_run_and_a_later_run_continues():

@@ -5,11 +5,17 @@ file, so the editor adds no second way of deciding what runs again. Runs are syn
 kernel is busy while one runs); the drawing and the status line still update live, because widget
 state is sent to the browser as the run's events arrive. Interrupt the kernel to stop a run.
 
+During a run the status line follows every event; the drawing, which costs far more, is redrawn on
+the run's loop at most once per ``refresh_interval`` (and never more than a fifth of the time), and
+a change that arrives inside that window is drawn when the window ends, so the drawing never stays
+behind the graph while the run waits (on a long LLM call, say). The run's end draws everything.
+
 Build one with ``graph.editor(registry)``; this module is imported only then.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import time
@@ -18,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMTaskGraphError, TaskGraphError
 from ..model.tasks import LLMTask, Task
+from ..run.plan import stale_paths
 from ..run.progress import ProgressCounter
 from .render import Limits, as_text, clip, graph_html, iter_tasks, task_html
 
@@ -32,6 +39,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("the graph editor needs ipywidgets: pip install 'llmtaskgraph[jupyter]'") from exc
 
 FIELDS = ("prompt", "reply", "output")
+_clock = time.monotonic
+"""What redraws are timed by (a module attribute so tests can stop the clock)."""
 
 
 class GraphEditor:
@@ -50,12 +59,17 @@ class GraphEditor:
         self.registry = registry
         self.limits = limits
         self.refresh_interval = refresh_interval
-        """Least seconds between redraws of the graph during a run (more if drawing is slow, see ``_draw``)."""
+        """Least seconds between redraws of the graph during a run (more if drawing is slow, see
+        :meth:`_redraw_gap`); a change inside that window is drawn when it ends."""
         self.run_options = run_options
         """Passed to every run the editor starts (``llm=``, ``max_concurrency=``, ...)."""
         self._shown: dict[str, str] = {}
         self._last_draw = 0.0
         self._draw_cost = 0.0
+        self._stale = False
+        """The graph changed since the drawing was made (during a run)."""
+        self._redraw: asyncio.Handle | None = None
+        """The redraw scheduled on the run's loop, if one is."""
 
         wide = w.Layout(width="100%")
         self.view = w.HTML(layout=wide)
@@ -111,7 +125,8 @@ class GraphEditor:
     def refresh(self) -> None:
         """Redraw everything from the graph (after changes made outside the editor, say)."""
         current = self.picker.value
-        options = [(f"{path} · {task.status}", path) for path, task in iter_tasks(self.graph)]
+        statuses = self._statuses()
+        options = [(f"{path} · {status}", path) for path, status in statuses.items()]
         self.picker.options = options
         paths = [p for _, p in options]
         if current in paths:
@@ -120,18 +135,66 @@ class GraphEditor:
             self.picker.value = paths[0]
         self._load_fields()
         self._draw()
-        self.status.value = html.escape(self._summary())
+        self.status.value = html.escape(self._summary(statuses))
+
+    def _statuses(self) -> dict[str, str]:
+        """Path -> status as shown: ``stale`` for a done task that an edit left to run again."""
+        stale = stale_paths(self.graph) if self.graph._active is None else set()  # (a run shows live statuses)
+        return {
+            path: "stale" if task.status == "done" and path in stale else task.status
+            for path, task in iter_tasks(self.graph)
+        }
 
     def _draw(self) -> None:
-        started = time.monotonic()
+        started = _clock()
         self.view.value = graph_html(self.graph, self.limits)
-        self._last_draw = time.monotonic()
+        self._last_draw = _clock()
         self._draw_cost = self._last_draw - started
 
-    def _summary(self) -> str:
+    # -- the live drawing during a run ------------------------------------------------------------
+    def _redraw_gap(self) -> float:
+        # Drawing runs on the run's loop thread: never spend more than ~1/5 of the time on it.
+        return max(self.refresh_interval, 4 * self._draw_cost)
+
+    def _graph_changed(self) -> None:
+        """Called on the run's loop for each event: schedule a redraw unless one is already due.
+
+        At once (on the loop's next turn, so a burst of events costs one drawing) if the last drawing
+        is older than the gap, else when the gap ends: a change is never left undrawn until some
+        later event happens to come.
+        """
+        self._stale = True
+        if self._redraw is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (events come from the run's loop; without one, draw now)
+            self._redraw_now()
+            return
+        wait = self._last_draw + self._redraw_gap() - _clock()
+        self._redraw = loop.call_soon(self._redraw_now) if wait <= 0 else loop.call_later(wait, self._redraw_now)
+
+    def _redraw_now(self) -> None:
+        self._redraw = None
+        if not self._stale:
+            return
+        self._stale = False
+        try:
+            self._draw()
+        except RuntimeError:  # a worker thread added a task while the graph was drawn: draw again
+            self._graph_changed()
+
+    def _stop_redraws(self) -> None:
+        """At the run's end (which draws everything itself): drop the redraw still scheduled."""
+        if self._redraw is not None:
+            self._redraw.cancel()
+            self._redraw = None
+        self._stale = False
+
+    def _summary(self, statuses: dict[str, str]) -> str:
         counts: dict[str, int] = {}
-        for _, task in iter_tasks(self.graph):
-            counts[task.status] = counts.get(task.status, 0) + 1
+        for status in statuses.values():
+            counts[status] = counts.get(status, 0) + 1
         text = ", ".join(f"{n} {s}" for s, n in counts.items()) or "no tasks"
         report = self.graph.last_run
         if report is not None:
@@ -197,8 +260,8 @@ class GraphEditor:
         except (ValueError, TypeError) as exc:
             self._say(str(exc), error=True)
             return False
-        pending = sum(1 for _, t in iter_tasks(self.graph) if t.status == "pending")
-        self._say(f"edited the {name} of `{task.id}`; {pending} task(s) are now pending: Replay runs what the edit affects")
+        again = len(stale_paths(self.graph))
+        self._say(f"edited the {name} of `{task.id}`; {again} task(s) are now stale: Replay runs what the edit affects")
         self.refresh()
         return True
 
@@ -217,25 +280,20 @@ class GraphEditor:
 
     def _run(self, action: Callable[[dict[str, Any]], Any], verb: str) -> Any:
         counter = ProgressCounter()
-        user_listener = self.run_options.get("on_event")
+        user_listeners = self.run_options.get("on_event")
 
         def on_event(event: RunEvent) -> None:
             counter.on_event(event)
-            if user_listener is not None:
-                user_listener(event)
             self.status.value = "running: " + html.escape(counter.describe())
-            # Drawing runs on the run's loop thread: never spend more than ~1/5 of the time on it.
-            if time.monotonic() - self._last_draw >= max(self.refresh_interval, 4 * self._draw_cost):
-                try:
-                    self._draw()
-                except RuntimeError:  # a task was added while drawing; the next redraw shows it
-                    pass
+            self._graph_changed()
 
+        # The user's listeners stay listeners of their own: one that raises is dropped, not this one.
+        listeners = [on_event, *([] if user_listeners is None else [user_listeners] if callable(user_listeners) else user_listeners)]
         for button in (self.apply_button, self.replay_button, self.step_button):
             button.disabled = True
         result = None
         try:
-            result = action({**self.run_options, "on_event": on_event, "progress": False})
+            result = action({**self.run_options, "on_event": listeners, "progress": False})
             self._say(f"{verb}: {counter.describe()}")
         except TaskGraphError as exc:
             self._say(str(exc), error=True)
@@ -244,5 +302,6 @@ class GraphEditor:
         finally:
             for button in (self.apply_button, self.replay_button, self.step_button):
                 button.disabled = False
+            self._stop_redraws()
             self.refresh()
         return result
