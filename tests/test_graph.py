@@ -140,9 +140,9 @@ def test_function_registry_decorator_validation_and_merge():
         return "renamed"
 
     assert registry["hello"] is hello and registry["renamed"] is whatever and len(registry) == 2
-    with pytest.raises(TypeError, match="registry entry `x` must be callable, got int"):
+    with pytest.raises(GraphValidationError, match="registry entry `x` must be callable, got int"):
         registry.add("x", 3)
-    with pytest.raises(TypeError, match="non-empty strings"):
+    with pytest.raises(GraphValidationError, match="non-empty strings"):
         registry.add("", hello)
     merged = registry | {"hello": whatever}
     assert merged["hello"] is whatever and registry["hello"] is hello

@@ -20,6 +20,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..errors import GraphValidationError
+
 if TYPE_CHECKING:
     from distributed import Client
 
@@ -53,7 +55,7 @@ class WorkerContext:
         return self._graph_input
 
     def add_task(self, task: Any) -> Any:
-        raise RuntimeError(
+        raise GraphValidationError(
             f"task `{self.task_id}` runs on a Dask worker, where it cannot add tasks; "
             "keep its function on the driver with DaskBackend(client, local=[...its registry name...])"
         )

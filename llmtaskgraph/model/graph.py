@@ -492,7 +492,7 @@ class TaskGraph:
         return load(Path(path))
 
     # -- display ----------------------------------------------------------------------------------
-    def editor(self, registry: Registry, **options: Any) -> GraphEditor:
+    def editor(self, registry: Registry, **options: Unpack[RunSettings]) -> GraphEditor:
         """A notebook widget to pick a task, edit its prompt, reply or output, replay and step (needs ipywidgets).
 
         ``options`` are passed to every run the editor starts (``llm=``, ``max_concurrency=``, ...).

@@ -121,7 +121,7 @@ class Run:
                 ready.popleft()
                 report.executed.append(path)
                 self.launched += 1
-                if start.reads != "subgraph" or len(task.stage_table) == 1:  # else a step could never enter a sub-graph
+                if task.stage_table[-1].reads != "subgraph":  # its inner tasks count instead, so a step can enter it
                     shared.started += 1
                 # `running` holds the only reference the loop needs until the task finishes.
                 self.running[tid] = self.loop.create_task(self._execute(task, start, path))

@@ -15,7 +15,7 @@ import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LLMTaskGraphError, OutputNotJSONError
+from ..errors import LLMTaskGraphError, MissingFunctionError, OutputNotJSONError
 from ..fingerprint import check_json
 from ..llm.base import build_request
 from ..model.context import TaskContext
@@ -101,7 +101,7 @@ async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwa
     fn_name = task.function_names()[str(stage.role)]
     fn = lookup(shared.registry, fn_name)
     if fn is None:
-        raise StageError(stage.name, KeyError(f"registry has no callable `{fn_name}` (needed by task `{task.id}`)"))
+        raise StageError(stage.name, MissingFunctionError({fn_name: [run.prefix + str(task.id)]}))
     ctx = TaskContext(run.graph, task, run, stage.name)
     shared.report.calls[fn_name] += 1
     rec = task.record
