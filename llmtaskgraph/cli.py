@@ -1,17 +1,21 @@
-"""The ``llmtaskgraph`` command: run a graph, summarise a trace, make an HTML report, diff two traces.
+"""The ``llmtaskgraph`` command: run a graph, plan a run, summarise a trace, make an HTML report, diff two traces.
 
 ::
 
-    llmtaskgraph run MODULE:FUNCTION [-o trace.json] [--resume] [--input JSON] [--llm offline] [--checkpoint-every N]
+    llmtaskgraph run MODULE:FUNCTION [-o trace.json] [--resume | --fresh] [--input JSON] [--llm offline] [--checkpoint-every N]
+    llmtaskgraph plan MODULE:FUNCTION [TRACE] [--input JSON] [--llm offline]
     llmtaskgraph show TRACE
     llmtaskgraph report TRACE [-o report.html]
     llmtaskgraph diff A B [--all]
 
 ``run`` calls ``FUNCTION()`` from ``MODULE`` (a dotted module name importable from the current
 folder, or a path to a ``.py`` file); it must return ``(graph, registry)``: a :class:`TaskGraph`
-and the mapping of names to functions it needs. The trace is saved even when tasks fail or the run
-is interrupted (and every 10 s while it runs, or as ``--checkpoint-*`` say), and ``--resume``
-continues from it without repeating finished tasks.
+and the mapping of names to functions it needs. Before anything runs it checks that the trace can
+be written, and it never overwrites a trace by accident: when ``-o`` already holds one, pass
+``--resume`` (continue from it: completed work is not repeated; what changed since and what runs
+again is printed first) or ``--fresh`` (start over). The trace is saved even when tasks fail or the
+run is interrupted (and every 10 s while it runs, or as ``--checkpoint-*`` say). ``plan`` prints
+what such a run would execute and why, running nothing.
 
 Exit codes: 0 success; 1 the run had failed tasks (``run``) or the traces differ (``diff``);
 2 a usage error or a file that is missing, unreadable or not a valid trace (the message says which
@@ -24,15 +28,22 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .errors import GraphValidationError, InvalidTraceError, MissingFunctionError, TaskGraphError
 from .model.graph import TaskGraph
-from .trace.summary import task_rows, totals, utc_time
+from .trace.summary import count_text, seconds_text, shorten, task_rows, terminal_safe, totals, utc_time
+
+if TYPE_CHECKING:
+    from .run.plan import Plan
+
+__all__ = ["CLIError", "load_trace", "main", "print_table", "terminal_safe"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -65,10 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="build a graph with MODULE:FUNCTION, run it and save the trace")
     run.add_argument("target", metavar="MODULE:FUNCTION", help="FUNCTION() must return (graph, registry)")
     run.add_argument("-o", "--output", default="trace.json", help="where to save the trace (default: trace.json)")
-    run.add_argument("--resume", action="store_true", help="continue the trace in --output instead of starting afresh")
-    run.add_argument("--input", metavar="JSON", help="set the graph input to this JSON value")
-    run.add_argument("--llm", choices=("auto", "offline", "anthropic"), default="auto",
-                     help="LLM backend (auto: anthropic when ANTHROPIC_API_KEY is set, else offline)")
+    existing = run.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue from the trace in --output: completed work is not repeated")
+    existing.add_argument("--fresh", action="store_true", help="start over, overwriting the trace in --output")
+    _add_input_options(run)
     run.add_argument("--max-concurrency", type=_positive(int), metavar="N", help="LLM calls in flight at once")
     run.add_argument("--max-tasks", type=_positive(int), metavar="N", help="stop after executing N tasks")
     run.add_argument("--timeout", type=_positive(float), metavar="SECONDS", help="start no new task after this long")
@@ -78,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="also save the trace when this many seconds passed since the last save")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress display and no summary table")
     run.set_defaults(command=_cmd_run)
+
+    plan = commands.add_parser("plan", help="print what a run would execute and why, running nothing")
+    plan.add_argument("target", metavar="MODULE:FUNCTION", help="FUNCTION() must return (graph, registry)")
+    plan.add_argument("trace", nargs="?", help="a saved trace to plan the next run of (default: the graph as built)")
+    _add_input_options(plan)
+    plan.set_defaults(command=_cmd_plan)
 
     show = commands.add_parser("show", help="print a summary table of a trace: tasks, statuses, tokens, time")
     show.add_argument("trace")
@@ -98,23 +116,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_input_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--input", metavar="JSON", help="set the graph input to this JSON value")
+    command.add_argument("--llm", choices=("auto", "offline", "anthropic"), default="auto",
+                         help="LLM backend (auto: anthropic when ANTHROPIC_API_KEY is set, else offline)")
+
+
 # -- commands ---------------------------------------------------------------------------------------
 def _cmd_run(args: argparse.Namespace) -> int:
-    graph, registry = _build(args.target)
     out = Path(args.output)
-    if args.resume and out.exists():
-        graph = load_trace(out)
-        print(f"resuming from {out} ({len(graph.tasks)} tasks)", file=sys.stderr)
-    if args.input is not None:
-        try:
-            graph.graph_input = json.loads(args.input)
-        except json.JSONDecodeError as exc:
-            raise CLIError(f"--input is not valid JSON: {exc}") from exc
+    check_writable(out)  # before anything runs, user code included
+    saved = _trace_to_resume(out, resume=args.resume, fresh=args.fresh)
+    graph_input = parse_input(args.input) if args.input is not None else _NO_INPUT
+    graph, registry = _build(args.target)
+    if saved is not None:
+        graph = _resume(args.target, graph, saved, out, keep_input=graph_input is _NO_INPUT)
+    if graph_input is not _NO_INPUT:
+        graph.graph_input = graph_input
     options: dict[str, Any] = {"llm": _make_llm(args.llm), "progress": False if args.quiet else None}
     for name in ("max_concurrency", "max_tasks", "timeout", "checkpoint_every", "checkpoint_seconds"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     options["checkpoint"] = out  # saved as it goes (every 10 s unless told otherwise): a killed run can resume
+    if saved is not None:
+        _print_plan(graph, registry, options, args.target, out)
     code = EXIT_OK
     try:
         graph.run(registry, **options)
@@ -136,9 +161,98 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_table(graph)
     stopped = graph.last_run.stopped if graph.last_run else None
-    note = f" (stopped: {stopped}; run again with --resume to continue)" if stopped else ""
-    print(f"trace saved to {out}{note}", file=sys.stderr)
+    unfinished = f"stopped: {stopped}" if stopped else "failed tasks" if code == EXIT_FAILED else (
+        "interrupted" if code == EXIT_INTERRUPTED else "")
+    note = f" ({unfinished}; run again with --resume to continue: completed work is not repeated)" if unfinished else ""
+    print(f"trace saved to {terminal_safe(str(out))}{note}", file=sys.stderr)
     return code
+
+
+_NO_INPUT = object()
+"""``--input`` was not given (None is a valid input: JSON ``null``)."""
+
+
+def _trace_to_resume(out: Path, resume: bool, fresh: bool) -> TaskGraph | None:
+    """The trace in ``out`` when resuming; None to start afresh; a :class:`CLIError` rather than
+    overwrite a trace (or any other file with something in it) that neither flag allows to replace."""
+    if fresh or not out.exists():
+        if resume:
+            print(f"no trace at {terminal_safe(str(out))} yet: starting a new one", file=sys.stderr)
+        return None
+    if not resume and out.stat().st_size == 0:
+        return None  # an empty file (``mktemp``): nothing to lose
+    try:
+        saved = load_trace(out)
+    except CLIError as exc:
+        if resume:
+            raise CLIError(f"cannot resume: {exc}") from exc
+        raise CLIError(f"`{out}` exists and is not a trace ({exc}); pass --fresh to overwrite it, "
+                       "or -o another file") from exc
+    if resume:
+        return saved
+    counts = totals(saved).by_status
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no tasks"
+    raise CLIError(f"`{out}` already holds a trace ({states}); pass --resume to continue from it (completed work "
+                   "is not repeated) or --fresh to start over (overwriting it), or -o another file")
+
+
+def _resume(target: str, built: TaskGraph, saved: TaskGraph, out: Path, keep_input: bool) -> TaskGraph:
+    """The saved graph, to run with the registry of ``target``, if it is the graph ``target`` builds."""
+    from .trace.diff import same_json, spec_difference
+
+    difference = spec_difference(built, saved)
+    if difference is not None:
+        raise CLIError(f"`{target}` builds another graph than the one saved in `{out}`: {difference}; "
+                       "pass --fresh to start over (overwriting the trace), or -o another file")
+    print(f"resuming from {terminal_safe(str(out))} ({len(saved.tasks)} tasks)", file=sys.stderr)
+    if keep_input and not same_json(built.graph_input, saved.graph_input):
+        print(f"note: the graph input in the trace differs from the one `{terminal_safe(target)}` sets; "
+              "the trace's is kept (pass --input to set another)", file=sys.stderr)
+    return saved
+
+
+def _print_plan(graph: TaskGraph, registry: Mapping[str, Callable[..., Any]], options: dict[str, Any],
+                target: str, out: Path, limit: int = 20) -> None:
+    """What changed since the trace and what that runs again: the plan's first ``limit`` tasks."""
+    plan = _plan(graph, registry, options)
+    lines = str(plan).split("\n")
+    tasks = lines[1:1 + len(plan.will_run)]
+    if len(tasks) > limit:
+        more = len(tasks) - limit
+        tasks = [*tasks[:limit], f"  … and {more} more (`llmtaskgraph plan {target} {out}` lists them all)"]
+    text = "\n".join([lines[0], *tasks, *lines[1 + len(plan.will_run):]])
+    print(terminal_safe(text, keep_newlines=True), file=sys.stderr)
+
+
+def _plan(graph: TaskGraph, registry: Mapping[str, Callable[..., Any]], options: dict[str, Any]) -> Plan:
+    from .model.registry import check_registry
+
+    options = {k: v for k, v in options.items() if k != "llm" or v is not None}
+    try:
+        check_registry(registry, graph.required_functions())  # as a run does first: it would stop there
+    except MissingFunctionError as exc:
+        raise CLIError(str(exc)) from exc
+    return graph.plan(registry, **options)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    graph_input = parse_input(args.input) if args.input is not None else _NO_INPUT
+    graph, registry = _build(args.target)
+    if args.trace is not None:
+        saved = load_trace(Path(args.trace))
+        from .trace.diff import spec_difference
+
+        difference = spec_difference(graph, saved)
+        if difference is not None:
+            print(f"note: `{terminal_safe(args.target)}` builds another graph than the one in the trace "
+                  f"({terminal_safe(difference)}); this is the plan of the trace's graph, which "
+                  "`run --resume` would refuse to continue", file=sys.stderr)
+        graph = saved
+    if graph_input is not _NO_INPUT:
+        graph.graph_input = graph_input
+    plan = _plan(graph, registry, {"llm": _make_llm(args.llm)})
+    print(terminal_safe(str(plan), keep_newlines=True))
+    return EXIT_OK
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -186,6 +300,48 @@ def load_trace(path: Path) -> TaskGraph:
     except InvalidTraceError as exc:
         message = str(exc)
         raise CLIError(message if str(path) in message else f"`{path}`: {message}") from exc
+
+
+def check_writable(out: Path) -> None:
+    """Raise a :class:`CLIError` unless a trace can be saved to ``out`` the way ``save`` writes it
+    (a temporary file in the same folder, renamed over ``out``), so no run is lost to a typo."""
+    where = f"cannot save the trace to `{out}`"
+    if out.is_dir():
+        raise CLIError(f"{where}: it is a folder; give a file name, e.g. `{out / 'trace.json'}`")
+    if out.exists() and not out.is_file():
+        raise CLIError(f"{where}: it is not a regular file (a device or a pipe would be replaced by the trace)")
+    folder = out.parent
+    if not folder.exists():
+        raise CLIError(f"{where}: the folder `{folder}` does not exist")
+    if not folder.is_dir():
+        raise CLIError(f"{where}: `{folder}` is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check", dir=folder)
+    except OSError as exc:
+        raise CLIError(f"{where}: cannot write in the folder `{folder}` ({exc.strerror or exc})") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def parse_input(text: str) -> Any:
+    """The value of ``--input``: JSON that a trace can hold (no NaN or Infinity, no lone surrogates)."""
+    from .fingerprint import _find_problem
+
+    def no_constant(name: str) -> Any:
+        raise CLIError(f"--input holds {name}, which is not JSON (a trace could not save it); use null or a string")
+
+    try:
+        value = json.loads(text, parse_constant=no_constant)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"--input is not valid JSON: {exc}") from exc
+    except ValueError as exc:  # a number too long to read
+        raise CLIError(f"--input cannot be read: {exc}") from exc
+    except RecursionError as exc:
+        raise CLIError("--input is nested too deeply") from exc
+    problem = _find_problem(value, "input")
+    if problem is not None:
+        raise CLIError(f"--input is not JSON a trace can hold: `{problem[0]}` {problem[1]}")
+    return value
 
 
 def _save(graph: TaskGraph, path: Path) -> None:
@@ -280,16 +436,6 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def terminal_safe(text: str, keep_newlines: bool = False) -> str:
-    """``text`` with control characters (and lone surrogates) shown as escapes, so a hostile trace
-    can neither drive the terminal nor make printing fail."""
-    if text.isprintable():
-        return text
-    if keep_newlines:
-        return "\n".join(terminal_safe(line) for line in text.split("\n"))
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
 def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
     """The summary table ``show`` prints: one row per task (sub-graph tasks indented), then totals."""
     out = file or sys.stdout
@@ -300,12 +446,13 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
     for row in rows:
         rec = row.task.record
         name = terminal_safe("  " * row.depth + row.path.rsplit(" > ", 1)[-1])
+        start = row.started_at
         table.append((
-            _clip(name, 40), row.task.type, terminal_safe(rec.status)[:10],
-            *((str(row.usage.input_tokens), str(row.usage.output_tokens), str(row.usage.retries))
+            shorten(name, 40), row.task.type, terminal_safe(rec.status)[:10],
+            *((count_text(row.usage.input_tokens), count_text(row.usage.output_tokens), count_text(row.usage.retries))
               if row.usage.calls else ("", "", "")),
-            "" if rec.duration is None else f"{rec.duration:.3f}",
-            "" if t0 is None or rec.started_at is None else f"{rec.started_at - t0:.3f}",
+            seconds_text(row.duration) if row.duration is not None or row.bad_timing else "",
+            "" if rec.started_at is None else "?" if t0 is None or start is None else seconds_text(start - t0),
         ))
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     for r in table:
@@ -313,15 +460,11 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
                  *(c.rjust(w) for c, w in zip(r[3:], widths[3:], strict=True))]
         print("  ".join(cells).rstrip(), file=out)
     statuses = ", ".join(f"{n} {terminal_safe(s)}" for s, n in sorted(sums.by_status.items())) or "no tasks"
-    wall = "" if sums.wall_time is None else f"; wall time {sums.wall_time:.3f} s, at most {sums.max_concurrency} at once"
+    wall = "" if sums.wall_time is None else f"; wall time {seconds_text(sums.wall_time)} s, at most {sums.max_concurrency} at once"
     when = "" if t0 is None else f"; started {utc_time(t0)}"
     usage = sums.usage
-    print(f"\n{sums.tasks} tasks ({statuses}); {usage.calls} LLM calls, tokens {usage.input_tokens} in, "
-          f"{usage.output_tokens} out, {usage.retries} retries{wall}{when}", file=out)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+    print(f"\n{sums.tasks} tasks ({statuses}); {usage.calls} LLM calls, tokens {count_text(usage.input_tokens)} in, "
+          f"{count_text(usage.output_tokens)} out, {count_text(usage.retries)} retries{wall}{when}", file=out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -61,6 +63,27 @@ def raises():
 def missing_functions():
     graph, registry = build()
     return graph, {"load": registry["load"]}
+
+
+def build_changed():
+    graph, registry = build()
+    graph.add_task(PythonTask("load", id="extra"))
+    return graph, registry
+
+
+def planner():
+    """A task that adds one task per word of the graph input, at run time."""
+    graph = TaskGraph("a b c")
+    split = graph.add_task(PythonTask("split"))
+    graph.add_task(PythonTask("spawn", split))
+
+    def spawn(ctx, words):
+        for word in words:
+            ctx.add_task(PythonTask("shout", inputs={"word": word}, key=word))
+        return len(words)
+
+    registry = {"split": lambda ctx: ctx.graph_input.split(), "spawn": spawn, "shout": lambda ctx, word: word.upper()}
+    return graph, {name: logged(name, fn) for name, fn in registry.items()}
 '''
 
 
@@ -68,7 +91,8 @@ def missing_functions():
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "graphs.py").write_text(GRAPHS)
     monkeypatch.chdir(tmp_path)
-    for name in ("graphs", "hostile", "broken_mod", "chain"):  # main() runs in this process: import each test's own
+    monkeypatch.setattr(sys, "path", list(sys.path))  # `run file.py:f` puts the file's folder first: not for the next test
+    for name in ("graphs", "hostile", "broken_mod", "chain", "wide"):  # main() runs in this process: import each test's own
         monkeypatch.delitem(sys.modules, name, raising=False)
     return tmp_path
 
@@ -101,7 +125,7 @@ def test_run_saves_the_trace_and_show_summarises_it(project: Path, capsys: pytes
     usage = graph.usage()
     assert usage.input_tokens > 0
     assert f"4 tasks (4 done); 2 LLM calls, tokens {usage.input_tokens} in, {usage.output_tokens} out, 0 retries" in out
-    assert "at most 2 at once" in out  # the two LLM tasks overlapped
+    assert "; wall time " in out and " at once; started " in out  # (how many at once: see test_summary.py)
 
 
 def test_a_failed_run_exits_1_keeps_the_trace_and_resume_repeats_nothing(
@@ -116,10 +140,13 @@ def test_a_failed_run_exits_1_keeps_the_trace_and_resume_repeats_nothing(
     assert graph.tasks["check"].status == "failed" and graph.tasks["ask_again"].status == "done"
     first = calls(project)
 
+    assert "failed tasks; run again with --resume to continue: completed work is not repeated" in err
+
     (project / "break").unlink()
     code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "--resume", "-q")
     assert code == 0, err
     assert "resuming from t.json (4 tasks)" in err
+    assert "plan: 1 of 4 task(s) will run, 0 LLM call(s)\n  check  " in err  # said before it runs
     assert calls(project)[len(first):] == ["check"]  # only the failed task ran again
 
 
@@ -148,16 +175,18 @@ def test_diff_names_the_tasks_that_changed(project: Path, capsys: pytest.Capture
     code, out, _ = run_cli(capsys, "diff", "a.json", "b.json")
     assert code == 1
     lines = out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["changed `ask_again`", "changed `check`"]
+    assert [line.split(":")[0] for line in lines] == ["changed `ask_again`"]  # `check` is stale, not changed in the file
     assert 'reply "[offline reply' in lines[0] and '-> "a different reply"' in lines[0]
-    assert lines[1] == 'changed `check`: status "done" -> "pending"'  # the edit made it stale
 
     run_cli(capsys, "run", "graphs:build", "-o", "c.json", "--llm", "offline", "-q", "--input", '{"topic": "dogs"}')
     code, out, _ = run_cli(capsys, "diff", "a.json", "c.json")
     assert code == 1
-    assert [line.split(":")[0] for line in out.splitlines()] == [
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines if not line.startswith(" ")] == [
         "changed graph graph_input", "changed `load`", "changed `ask`", "changed `ask_again`", "changed `check`",
     ]
+    assert lines[-2].startswith("changed `check`: output (94 -> 94 characters, word diff below)")
+    assert lines[-1].startswith('    output: …"[OFFLINE REPLY [-') and "] TELL ME ABOUT [-CATS-]{+DOGS+}" in lines[-1]
 
 
 BAD_FILES = {
@@ -313,3 +342,209 @@ def test_the_anthropic_backend_without_a_key_is_a_clear_error(
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     code, _, err = run_cli(capsys, "run", "graphs:build", "--llm", "anthropic")
     assert code == 2 and "AnthropicLLM needs an API key: set ANTHROPIC_API_KEY" in err and "Traceback" not in err
+
+
+# -- where the trace goes: checked before anything runs, never overwritten by accident ----------------
+def unwritable_folder(project: Path) -> Path:
+    """A folder this process cannot create files in (root ignores permissions, but not sysfs)."""
+    if os.geteuid() == 0:
+        return Path("/sys")
+    folder = project / "locked"
+    folder.mkdir(mode=0o555)
+    return folder
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("nofolder/t.json", "cannot save the trace to `nofolder/t.json`: the folder `nofolder` does not exist"),
+    ("graphs.py/t.json", "cannot save the trace to `graphs.py/t.json`: `graphs.py` is not a folder"),
+    (".", "cannot save the trace to `.`: it is a folder; give a file name, e.g. `trace.json`"),
+    ("fifo", "cannot save the trace to `fifo`: it is not a regular file"),
+    ("<unwritable>", "cannot write in the folder"),
+])
+def test_run_checks_where_the_trace_goes_before_running_anything(
+    project: Path, capsys: pytest.CaptureFixture[str], where: str, message: str
+) -> None:
+    os.mkfifo(project / "fifo")
+    if where == "<unwritable>":
+        where = str(unwritable_folder(project) / "t.json")
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", where, "--llm", "offline", "-q")
+    assert code == 2 and err.startswith("llmtaskgraph: error: ") and message in err, err
+    assert calls(project) == []  # not one task ran (nor LLM call was paid for) before the check
+    assert (project / "fifo").exists() and not (project / "fifo").is_file()
+
+
+def test_a_second_run_refuses_to_overwrite_the_trace_and_says_what_to_pass(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "break").touch()
+    assert run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")[0] == 1
+    before, first = (project / "t.json").read_bytes(), calls(project)
+
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")
+    assert code == 2
+    assert err == ("llmtaskgraph: error: `t.json` already holds a trace (3 done, 1 failed); pass --resume to continue "
+                   "from it (completed work is not repeated) or --fresh to start over (overwriting it), "
+                   "or -o another file\n")
+    assert calls(project) == first and (project / "t.json").read_bytes() == before  # nothing ran, nothing lost
+
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q", "--fresh")
+    assert code == 1, err
+    assert sorted(calls(project)[len(first):]) == sorted(first)  # started over: everything ran again
+    assert TaskGraph.load(project / "t.json").tasks["check"].status == "failed"
+
+
+def test_resume_and_fresh_together_are_a_usage_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "graphs:build", "--resume", "--fresh"])
+    assert exited.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("not json", "`t.json` exists and is not a trace (invalid trace: `t.json` is not valid JSON: Expecting value"),
+    ('{"format": "llmtaskgraph/2"}', "`t.json` exists and is not a trace (`t.json`: invalid trace at `tasks`: required"),
+])
+def test_a_file_that_is_not_a_trace_is_not_overwritten_either(
+    project: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    (project / "t.json").write_text(content)
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")
+    assert code == 2 and message in err and "pass --fresh to overwrite it" in err, err
+    assert (project / "t.json").read_text() == content and calls(project) == []
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q", "--resume")
+    assert code == 2 and "cannot resume: " in err and calls(project) == []
+    assert run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q", "--fresh")[0] == 0
+    assert TaskGraph.load(project / "t.json").tasks["check"].status == "done"
+
+
+def test_an_empty_file_is_overwritten_and_resume_without_a_trace_starts_one(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "empty.json").touch()  # what `mktemp` leaves
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "empty.json", "--llm", "offline", "-q")
+    assert code == 0, err
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "new.json", "--llm", "offline", "-q", "--resume")
+    assert code == 0 and "no trace at new.json yet: starting a new one" in err
+    assert len(TaskGraph.load(project / "new.json").tasks) == 4
+
+
+def test_resume_refuses_a_trace_of_another_graph_unless_fresh(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")[0] == 0
+    first = calls(project)
+    code, _out, err = run_cli(capsys, "run", "graphs:build_changed", "-o", "t.json", "--llm", "offline", "-q", "--resume")
+    assert code == 2
+    assert ("`graphs:build_changed` builds another graph than the one saved in `t.json`: task `extra` is not in the "
+            "trace; pass --fresh to start over") in err
+    assert calls(project) == first
+    code, _out, err = run_cli(capsys, "run", "graphs:build_changed", "-o", "t.json", "--llm", "offline", "-q", "--fresh")
+    assert code == 0, err
+    assert list(TaskGraph.load(project / "t.json").tasks) == ["load", "ask", "ask_again", "check", "extra"]
+
+
+def test_resume_keeps_tasks_added_at_run_time_and_repeats_nothing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "run", "graphs:planner", "-o", "p.json", "-q")[0] == 0
+    assert sorted(calls(project)) == ["shout", "shout", "shout", "spawn", "split"]
+    code, _out, err = run_cli(capsys, "run", "graphs:planner", "-o", "p.json", "-q", "--resume")
+    assert code == 0, err
+    assert "resuming from p.json (5 tasks)" in err and "plan: 0 of 5 task(s) will run" in err
+    assert len(calls(project)) == 5  # nothing ran again
+
+    code, _out, err = run_cli(capsys, "run", "graphs:planner", "-o", "p.json", "-q", "--resume", "--input", '"a b d"')
+    assert code == 0, err
+    assert "\n  split " in err and "\n  spawn " in err  # the plan names what the new input runs again
+    graph = TaskGraph.load(project / "p.json")
+    assert [t.output for t in graph.tasks.values()] == [["a", "b", "d"], 3, "A", "B", "D"]
+    assert sorted(calls(project)[5:]) == ["shout", "spawn", "split"]  # `a` and `b` were kept
+
+
+def test_resume_says_when_the_trace_keeps_another_input_than_the_code_sets(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "-q", "--llm", "offline",
+                              "--input", '{"topic": "dogs"}')
+    assert code == 0, err
+    code, _out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "-q", "--llm", "offline", "--resume")
+    assert code == 0, err
+    assert "note: the graph input in the trace differs from the one `graphs:build` sets; the trace's is kept" in err
+    assert TaskGraph.load(project / "t.json").graph_input == {"topic": "dogs"}
+
+
+def test_a_long_plan_is_cut_when_resuming(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "wide.py").write_text(textwrap.dedent('''
+        from llmtaskgraph import PythonTask, TaskGraph
+        def build():
+            graph = TaskGraph(1)
+            for i in range(30):
+                graph.add_task(PythonTask("f", id=f"t{i:02}"))
+            return graph, {"f": lambda ctx: ctx.graph_input}
+    '''))
+    assert run_cli(capsys, "run", "wide:build", "-o", "w.json", "-q")[0] == 0
+    code, _out, err = run_cli(capsys, "run", "wide:build", "-o", "w.json", "-q", "--resume", "--input", "2")
+    assert code == 0, err
+    assert "plan: 30 of 30 task(s) will run, 0 LLM call(s)\n  t00 " in err and "\n  t19 " in err and "t20" not in err
+    assert "  … and 10 more (`llmtaskgraph plan wide:build w.json` lists them all)" in err
+    code, out, _ = run_cli(capsys, "plan", "wide:build", "w.json", "--input", "3")
+    assert code == 0 and len(out.splitlines()) == 31
+
+
+# -- plan -------------------------------------------------------------------------------------------
+def test_plan_says_what_a_run_would_do_and_runs_nothing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "plan", "graphs:build", "--llm", "offline")
+    assert code == 0, err
+    assert out.startswith("plan: 4 of 4 task(s) will run")
+    assert [line.split()[0] for line in out.splitlines()[1:5]] == ["load", "ask", "ask_again", "check"]
+    assert calls(project) == []
+
+    (project / "break").touch()
+    run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")
+    ran = calls(project)
+    code, out, err = run_cli(capsys, "plan", "graphs:build", "t.json", "--llm", "offline")
+    assert code == 0 and out.startswith("plan: 1 of 4 task(s) will run, 0 LLM call(s)\n  check  "), out
+    assert calls(project) == ran
+
+    code, out, _ = run_cli(capsys, "plan", "graphs:build", "t.json", "--llm", "offline", "--input", '{"topic": "dogs"}')
+    assert code == 0 and out.startswith("plan: 4 of 4 task(s) will run")
+    assert TaskGraph.load(project / "t.json").graph_input == {"topic": "cats"}  # planning saves nothing
+
+    code, out, err = run_cli(capsys, "plan", "graphs:build_changed", "t.json", "--llm", "offline")
+    assert code == 0 and out.startswith("plan: 1 of 4 task(s) will run")
+    assert "note: `graphs:build_changed` builds another graph than the one in the trace (task `extra` is not in" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["plan", "graphs:build", "missing.json"], "`missing.json` does not exist"),
+    (["plan", "graphs:missing_functions"], "`ask` is missing (needed by `ask`, `ask_again`)"),
+    (["plan", "graphs:build", "--input", "NaN"], "--input holds NaN"),
+])
+def test_plan_errors_are_one_line(project: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, _out, err = run_cli(capsys, *args)
+    assert code == 2 and message in err and "Traceback" not in err and calls(project) == [], err
+
+
+# -- input and hostile values ------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "message"), [
+    ("NaN", "--input holds NaN, which is not JSON (a trace could not save it); use null or a string"),
+    ('{"x": [Infinity]}', "--input holds Infinity, which is not JSON"),
+    ("-Infinity", "--input holds -Infinity, which is not JSON"),
+    ('"\\ud800"', "--input is not JSON a trace can hold: `input` contains a lone surrogate"),
+    ('{"a": "ok", "b": ["\\udfff x"]}', '`input["b"][0]` contains a lone surrogate'),
+    ('"\udcff"', "`input` contains a lone surrogate"),  # a byte that is not UTF-8 on the command line
+    ("1" * 5000, "--input cannot be read: Exceeds the limit"),
+    ("1" * 4000, "--input is not JSON a trace can hold: `input` is an integer too long for JSON text"),
+    ("[" * 100_000, "--input is nested too deeply"),
+])
+def test_input_that_a_trace_cannot_hold_is_refused_before_running(
+    project: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    code, _, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", f"--input={value}")
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert calls(project) == [] and not (project / "t.json").exists()
+
+
+def test_the_progress_line_cannot_be_driven_by_task_ids() -> None:
+    from llmtaskgraph.run.progress import ProgressCounter, TerminalDisplay
+
+    counter = ProgressCounter(total=2, done=1, failed=1, failures=["\x1b[2J\x1b[31mboom\nline"])
+    stream = io.StringIO()
+    TerminalDisplay(stream).update(counter, final=True)
+    shown = stream.getvalue()
+    assert shown == "\r1/2 tasks done · 1 failed (\\x1b[2J\\x1b[31mboom\\nline) · 0 LLM calls\n"

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from ..trace.summary import terminal_safe
+
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
     from .state import RunEvent, RunState
@@ -62,8 +64,8 @@ class ProgressCounter:
         parts = [f"{self.done}/{self.total} tasks done"]
         if self.reused:
             parts.append(f"{self.reused} reused")
-        if self.failed:
-            shown = ", ".join(self.failures[:3]) + (", …" if len(self.failures) > 3 else "")
+        if self.failed:  # paths come from task ids, which may hold anything: never let them drive the terminal
+            shown = ", ".join(terminal_safe(p) for p in self.failures[:3]) + (", …" if len(self.failures) > 3 else "")
             parts.append(f"{self.failed} failed ({shown})")
         if self.blocked:
             parts.append(f"{self.blocked} blocked")
@@ -85,7 +87,7 @@ class TerminalDisplay:
         self._width = 0
 
     def update(self, counter: ProgressCounter, final: bool) -> None:
-        line = counter.describe()
+        line = terminal_safe(counter.describe())  # one line, redrawn with \r: no newline or escape may reach it
         pad = " " * max(0, self._width - len(line))  # wipe the rest of a longer previous line
         self._width = len(line)
         self.stream.write(f"\r{line}{pad}" + ("\n" if final else ""))

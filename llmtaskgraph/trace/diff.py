@@ -2,21 +2,54 @@
 
 Both traces are compared through their JSON form (the one the files hold), task by task along
 their paths (``outer > inner`` inside sub-graphs), so the answer is exactly what a person diffing
-the files would find, minus the noise: timings, fingerprints and call metadata (latency, ...) change
-on every run, so by default only the reply text and token usage of a call are compared.
+the files would find, minus the noise: timings and call metadata (latency, ...) change on every run
+and hashes (fingerprints, code versions, basis) say nothing readable, so by default they are left
+out and only the reply text and token usage of a call are compared.
+
+Values are compared as JSON text, not with Python's ``==``: ``1``, ``1.0`` and ``true`` are three
+different outputs, and so are ``0.0`` and ``-0.0``. A long text that changed is shown as a word
+diff of the changed parts (``[-removed-]{+added+}`` with a few words around), not as its first line.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .summary import shorten
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
 
-NOISY_FIELDS = ("started_at", "finished_at", "fingerprints", "response")
-_SHORT = 60
+NOISY_FIELDS = ("started_at", "finished_at", "fingerprints", "versions", "basis", "response")
+"""Left out unless ``all_fields``: timings, hashes (of inputs and of code) and call metadata."""
+SHORT = 60
+"""Values whose JSON text is longer than this are shortened; changed texts longer than this are word-diffed."""
+CONTEXT_WORDS = 4
+"""Words of unchanged text shown on each side of a change in a word diff."""
+MAX_PLACES = 8
+"""Changed places shown per field; the rest are counted."""
+MAX_PART = 100
+"""Characters shown of one removed, added or unchanged piece of a changed place."""
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether two JSON values are the same JSON: like ``==``, but ``1``, ``1.0`` and ``true`` differ,
+    and so do ``0.0`` and ``-0.0`` (the key order of objects does not matter)."""
+    return a == b and (_canonical(a) == _canonical(b) if _may_hide_a_difference(a) else True)
+
+
+def _may_hide_a_difference(value: Any) -> bool:
+    """Only numbers and containers can be ``==`` while their JSON differs; skip the encoding for the rest."""
+    return not (value is None or type(value) is str)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, allow_nan=True)
 
 
 @dataclass
@@ -30,11 +63,11 @@ class TaskChange:
     """Changed field -> (value in A, value in B)."""
 
     def describe(self) -> str:
-        """One line per change, e.g. ``changed `t3`: status done -> failed``."""
+        """One line per change, e.g. ``changed `t3`: status "done" -> "failed"``; a long text that changed
+        adds indented lines below, one per changed place."""
         if self.kind != "changed":
             return f"{self.kind} `{self.path}`"
-        parts = [f"{name} {_short(a)} -> {_short(b)}" for name, (a, b) in self.fields.items()]
-        return f"changed `{self.path}`: " + "; ".join(parts)
+        return "\n".join(_describe_fields(f"changed `{self.path}`: ", self.fields))
 
 
 @dataclass
@@ -49,8 +82,12 @@ class GraphDiff:
         return bool(self.tasks or self.graph_fields)
 
     def lines(self) -> list[str]:
-        out = [f"changed graph {name}: {_short(a)} -> {_short(b)}" for name, (a, b) in self.graph_fields.items()]
-        return out + [change.describe() for change in self.tasks]
+        out = []
+        for name, change in self.graph_fields.items():
+            out += _describe_fields("changed graph ", {name: change}, separator=": ")
+        for task in self.tasks:
+            out += task.describe().split("\n")
+        return out
 
 
 def diff_graphs(a: TaskGraph, b: TaskGraph, all_fields: bool = False) -> GraphDiff:
@@ -58,7 +95,7 @@ def diff_graphs(a: TaskGraph, b: TaskGraph, all_fields: bool = False) -> GraphDi
     ja, jb = a.to_json(), b.to_json()
     result = GraphDiff()
     for name in ("graph_input", "output_task"):
-        if ja.get(name) != jb.get(name):
+        if not same_json(ja.get(name), jb.get(name)):
             result.graph_fields[name] = (ja.get(name), jb.get(name))
     ta, tb = _flatten(ja, ""), _flatten(jb, "")
     ignored = () if all_fields else NOISY_FIELDS
@@ -70,12 +107,52 @@ def diff_graphs(a: TaskGraph, b: TaskGraph, all_fields: bool = False) -> GraphDi
         changed = {
             key: (task.get(key), other.get(key))
             for key in dict.fromkeys([*task, *other])
-            if key not in ignored and task.get(key) != other.get(key)
+            if key not in ignored and not same_json(task.get(key), other.get(key))
         }
         if changed:
             result.tasks.append(TaskChange(path, "changed", changed))
     result.tasks += [TaskChange(path, "added") for path in tb if path not in ta]
     return result
+
+
+def spec_difference(built: TaskGraph, saved: TaskGraph, prefix: str = "") -> str | None:
+    """Why the graph in a saved trace is not the graph ``built`` declares, or None when it is.
+
+    Tasks the trace holds that were added at run time are not compared: the run that resumes from
+    the trace re-creates or removes them as their creators run. Otherwise this is
+    :func:`~llmtaskgraph.trace.serialization.same_spec`, naming the first difference.
+    """
+    from ..model.tasks import TaskGraphTask
+    from .serialization import same_spec
+
+    if same_spec(built, saved):
+        return None
+    declared = [tid for tid, task in saved.tasks.items() if task.created_by is None]
+    new = [tid for tid in built.tasks if tid not in saved.tasks]
+    if new:
+        return f"task {_names(prefix, new)} {'is' if len(new) == 1 else 'are'} not in the trace"
+    gone = [tid for tid in declared if tid not in built.tasks]
+    if gone:
+        return f"task {_names(prefix, gone)} {'is' if len(gone) == 1 else 'are'} no longer in the graph"
+    if declared != list(built.tasks):
+        return "the tasks are added in another order" + (f" inside `{prefix[:-3]}`" if prefix else "")
+    for tid, mine in built.tasks.items():
+        theirs = saved.tasks[tid]
+        if not mine.spec_equals(theirs):
+            return f"task `{prefix}{tid}` has changed (its type, functions, dependencies or settings)"
+        if isinstance(mine, TaskGraphTask) and isinstance(theirs, TaskGraphTask):
+            inner = spec_difference(mine.subgraph, theirs.subgraph, f"{prefix}{tid} > ")
+            if inner is not None:
+                return inner
+    ours, their_output = built.output_task, saved.output_task
+    if (ours and ours.id) != (their_output and their_output.id):
+        return "the output task is another one" + (f" inside `{prefix[:-3]}`" if prefix else "")
+    return None
+
+
+def _names(prefix: str, ids: list[str]) -> str:
+    shown = ", ".join(f"`{prefix}{tid}`" for tid in ids[:3])
+    return shown + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
 
 
 def _flatten(graph_json: dict[str, Any], prefix: str) -> dict[str, dict[str, Any]]:
@@ -95,6 +172,143 @@ def _flatten(graph_json: dict[str, Any], prefix: str) -> dict[str, dict[str, Any
     return found
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    return text if len(text) <= _SHORT else text[: _SHORT - 1] + "…"
+# -- showing a change -------------------------------------------------------------------------------
+def _describe_fields(head: str, fields: dict[str, tuple[Any, Any]], separator: str = " ") -> list[str]:
+    """``head`` + ``name a -> b`` for each short change, on one line; a long value that changed is named
+    there and shown below it, one indented line per changed place (see :func:`word_diff`)."""
+    parts: list[str] = []
+    below: list[str] = []
+    for name, (a, b) in fields.items():
+        ta, tb = _json_text(a), _json_text(b)
+        if max(len(ta), len(tb)) <= SHORT:
+            parts.append(f"{name}{separator}{ta} -> {tb}")
+            continue
+        if isinstance(a, str) and isinstance(b, str):  # the text itself, not its JSON escapes
+            ta, tb = a, b
+        parts.append(f"{name} ({len(ta):,} -> {len(tb):,} characters, word diff below)")
+        below += [f"    {name}: {place}" for place in word_diff(ta, tb)]
+    return [head + "; ".join(parts), *below]
+
+
+def word_diff(a: str, b: str) -> list[str]:
+    """The places where ``b`` differs from ``a``, one string each: ``…words [-old-]{+new+} words…``.
+
+    Words and single punctuation marks (each with the spaces after it) are the units, so a changed
+    comma in a long JSON text shows as that comma. Places closer than twice the context are shown as one.
+    """
+    wa, wb = _tokens(a), _tokens(b)
+    groups: list[list[_Op]] = []
+    for op in _changes(wa, wb):
+        if groups and op[1] - groups[-1][-1][2] <= 2 * CONTEXT_WORDS:
+            groups[-1].append(op)
+        else:
+            groups.append([op])
+    places = [_place(wa, wb, group) for group in groups[:MAX_PLACES]]
+    if len(groups) > MAX_PLACES:
+        places.append(f"… and {len(groups) - MAX_PLACES} more changed places")
+    return places
+
+
+def _place(wa: list[str], wb: list[str], group: list[_Op]) -> str:
+    """One changed place: the changes of ``group`` with the unchanged words between and around them."""
+    start, end = max(group[0][1] - CONTEXT_WORDS, 0), min(group[-1][2] + CONTEXT_WORDS, len(wa))
+    before = "".join(wa[start:group[0][1]])
+    out = ["…" + before[-MAX_PART:] if start > 0 or len(before) > MAX_PART else before]
+    pos = group[0][1]
+    for _tag, i1, i2, j1, j2 in group:
+        out.append(shorten("".join(wa[pos:i1]), MAX_PART))
+        old, new = "".join(wa[i1:i2]), "".join(wb[j1:j2])
+        # spaces both sides end with go after the markers: `[-cat-]{+dog+} sat`, not `[-cat -]{+dog +}sat`
+        space = old[len(old.rstrip()):] if old.rstrip() and new.endswith(old[len(old.rstrip()):]) else ""
+        if not new.rstrip():
+            space = old[len(old.rstrip()):]
+        elif not old:
+            space = new[len(new.rstrip()):]
+        old, new = old[: len(old) - len(space)], new[: len(new) - len(space)]
+        out += [f"[-{shorten(old, MAX_PART)}-]" if old else "", f"{{+{shorten(new, MAX_PART)}+}}" if new else "", space]
+        pos = i2
+    after = "".join(wa[pos:end])
+    out.append(shorten(after, MAX_PART) + ("…" if end < len(wa) and len(after) <= MAX_PART else ""))
+    return "".join(out)
+
+
+def _changes(wa: list[str], wb: list[str]) -> list[_Op]:
+    """difflib's opcodes other than ``equal``, token by token.
+
+    The common start and end are set aside first, so one edit in a long text costs nothing. A long
+    middle is matched line by line first and token by token only within the lines that changed:
+    matching every token against every other would take seconds, and difflib's shortcut for that
+    (skipping frequent tokens) mismatches whole texts.
+    """
+    limit = min(len(wa), len(wb))
+    head = 0
+    while head < limit and wa[head] == wb[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and wa[-1 - tail] == wb[-1 - tail]:
+        tail += 1
+    ma, mb = wa[head:len(wa) - tail], wb[head:len(wb) - tail]
+    if len(ma) + len(mb) <= EXACT_TOKENS:
+        return _shift(_token_changes(ma, mb), head, head)
+    la, lb = _lines(ma), _lines(mb)
+    ops: list[_Op] = []
+    line_ops = difflib.SequenceMatcher(None, [t for t, _ in la], [t for t, _ in lb]).get_opcodes()
+    for tag, i1, i2, j1, j2 in line_ops:
+        if tag == "equal":
+            continue
+        a_start, a_end = _span(la, i1, i2, len(ma))
+        b_start, b_end = _span(lb, j1, j2, len(mb))
+        if (a_end - a_start) + (b_end - b_start) <= EXACT_TOKENS:
+            inner = _token_changes(ma[a_start:a_end], mb[b_start:b_end])
+            ops += _shift(inner, head + a_start, head + b_start)
+        else:
+            ops.append((tag, head + a_start, head + a_end, head + b_start, head + b_end))
+    return ops
+
+
+EXACT_TOKENS = 2000
+"""Tokens (of both sides) beyond which a changed middle is matched line by line first."""
+
+_Op = tuple[str, int, int, int, int]
+
+
+def _token_changes(ma: list[str], mb: list[str]) -> list[_Op]:
+    matcher = difflib.SequenceMatcher(None, ma, mb, autojunk=False)
+    return [op for op in matcher.get_opcodes() if op[0] != "equal"]
+
+
+def _shift(ops: list[_Op], da: int, db: int) -> list[_Op]:
+    return [(tag, i1 + da, i2 + da, j1 + db, j2 + db) for tag, i1, i2, j1, j2 in ops]
+
+
+def _lines(tokens: list[str]) -> list[tuple[str, int]]:
+    """(text, index of the first token) of each piece of ``tokens``: a piece ends at a newline, or after
+    a token picked by its own content (about one in 16), so a long single line is cut the same way in
+    both texts whatever was inserted before."""
+    lines, start = [], 0
+    for i, token in enumerate(tokens):
+        if token.endswith("\n") or zlib.crc32(token.encode("utf-8", "surrogatepass")) % 16 == 0:
+            lines.append(("".join(tokens[start:i + 1]), start))
+            start = i + 1
+    if start < len(tokens):
+        lines.append(("".join(tokens[start:]), start))
+    return lines
+
+
+def _span(lines: list[tuple[str, int]], first: int, end: int, n_tokens: int) -> tuple[int, int]:
+    """Token range of lines ``first`` to ``end`` (exclusive)."""
+    start = lines[first][1] if first < len(lines) else n_tokens
+    stop = lines[end][1] if end < len(lines) else n_tokens
+    return start, stop
+
+
+_TOKEN = re.compile(r"\w+[^\S\n]*|[^\w\s][^\S\n]*|[^\S\n]+|\n")
+"""A word or a punctuation mark with the spaces after it, leading spaces, or a newline."""
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)

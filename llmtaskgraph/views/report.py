@@ -11,10 +11,23 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from html import escape
 from typing import TYPE_CHECKING
 
-from ..trace.summary import TaskRow, Totals, intervals, leaf_spans, running_counts, task_rows, totals, utc_time
+from ..trace.summary import (
+    TaskRow,
+    Totals,
+    count_text,
+    intervals,
+    leaf_spans,
+    running_counts,
+    seconds_text,
+    shorten,
+    task_rows,
+    totals,
+    utc_time,
+)
 from .render import STATUS_COLOURS, Limits, graph_html, task_html
 
 if TYPE_CHECKING:
@@ -101,13 +114,14 @@ def render_report(graph: TaskGraph, title: str = "llmtaskgraph trace") -> str:
 # -- sections ---------------------------------------------------------------------------------------
 def _totals_table(sums: Totals) -> str:
     statuses = ", ".join(f"{n} {escape(s)}" for s, n in sorted(sums.by_status.items())) or "none"
-    wall = "–" if sums.wall_time is None else f"{sums.wall_time:.3f} s"
+    wall = "–" if sums.wall_time is None else f"{seconds_text(sums.wall_time)} s"
     when = "–" if sums.started_at is None else escape(utc_time(sums.started_at))
+    usage = sums.usage
     cells = [
         ("Tasks", f"{sums.tasks} ({statuses})"),
-        ("LLM calls", str(sums.usage.calls)),
-        ("Tokens", f"{sums.usage.input_tokens} in, {sums.usage.output_tokens} out"),
-        ("Retries", str(sums.usage.retries)),
+        ("LLM calls", str(usage.calls)),
+        ("Tokens", f"{count_text(usage.input_tokens)} in, {count_text(usage.output_tokens)} out"),
+        ("Retries", count_text(usage.retries)),
         ("Started", when),
         ("Wall time", wall),
         ("Most tasks at once", str(sums.max_concurrency)),
@@ -131,6 +145,8 @@ def _timeline(rows: list[TaskRow], sums: Totals) -> str:
         return '<p class="muted">No task has both a start and a finish time yet.</p>'
     t0 = min(s for _, s, _ in spans)
     total = max(max(f for _, _, f in spans) - t0, 1e-9)
+    if not math.isfinite(total):  # hand-edited times such as -1e308 and 1e308: no scale can hold both
+        return '<p class="muted">The task times span more seconds than can be drawn; see each task below.</p>'
     shown = spans[:MAX_TIMELINE_ROWS]
     label_w, plot_w, row_h, strip_h = 220, 640, 16, 40
     top = strip_h + 10
@@ -151,13 +167,13 @@ def _timeline(rows: list[TaskRow], sums: Totals) -> str:
         x = label_w + (start - t0) * scale
         w = max((finish - start) * scale, 1.5)
         colour = STATUS_COLOURS.get(row.task.status, "#ffffff")
-        tip = escape(f"{row.path}: {row.task.status}, {finish - start:.3f} s, from +{start - t0:.3f} s")
-        out.append(f'<text x="0" y="{y + 12}">{escape(_shorten(row.path, 30))}</text>')
+        tip = escape(f"{row.path}: {row.task.status}, {seconds_text(finish - start)} s, from +{seconds_text(start - t0)} s")
+        out.append(f'<text x="0" y="{y + 12}">{escape(shorten(row.path, 30))}</text>')
         out.append(f'<rect class="bar" data-path="{escape(row.path)}" x="{x:.1f}" y="{y + 2}" width="{w:.1f}" '
                    f'height="{row_h - 4}" fill="{colour}" stroke="#616161" stroke-width="0.5"><title>{tip}</title></rect>')
     axis_y = top + row_h * len(shown) + 16
     out.append(f'<text x="{label_w}" y="{axis_y}">0 s</text>')
-    out.append(f'<text x="{label_w + plot_w - 60}" y="{axis_y}">{total:.3f} s</text>')
+    out.append(f'<text x="{label_w + plot_w - 60}" y="{axis_y}">{seconds_text(total)} s</text>')
     out.append("</svg>")
     if len(spans) > len(shown):
         out.append(f'<p class="muted">{len(spans) - len(shown):,} later tasks are not drawn in the timeline '
@@ -171,15 +187,13 @@ def _task_details(row: TaskRow) -> str:
     colour = STATUS_COLOURS.get(rec.status, "#ffffff")
     bits = [task.type]
     if row.usage.calls:
-        bits.append(f"{row.usage.input_tokens}+{row.usage.output_tokens} tokens")
-    if rec.duration is not None:
-        bits.append(f"{rec.duration:.3f} s")
+        bits.append(f"{count_text(row.usage.input_tokens)}+{count_text(row.usage.output_tokens)} tokens")
+    if row.duration is not None:
+        bits.append(f"{seconds_text(row.duration)} s")
+    elif row.bad_timing:
+        bits.append("time ? (start and finish out of order or out of range)")
     if task.name:
         bits.append(f"name {task.name!r}")
     summary = (f'<summary>{escape(row.path)} <span class="status" style="background:{colour}">{escape(rec.status)}</span> '
                f'<span class="muted">{escape(" · ".join(bits))}</span></summary>')
     return f'<details data-path="{escape(row.path)}">{summary}{task_html(task, _LIMITS)}</details>'
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
