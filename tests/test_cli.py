@@ -186,7 +186,7 @@ def test_diff_names_the_tasks_that_changed(project: Path, capsys: pytest.Capture
         "changed graph graph_input", "changed `load`", "changed `ask`", "changed `ask_again`", "changed `check`",
     ]
     assert lines[-2].startswith("changed `check`: output (94 -> 94 characters, word diff below)")
-    assert lines[-1].startswith('    output: …"[OFFLINE REPLY [-') and "] TELL ME ABOUT [-CATS-]{+DOGS+}" in lines[-1]
+    assert lines[-1].startswith('    output: ["[OFFLINE REPLY [-') and "] TELL ME ABOUT [-CATS-]{+DOGS+}" in lines[-1]
 
 
 BAD_FILES = {

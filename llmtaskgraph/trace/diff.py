@@ -29,8 +29,8 @@ NOISY_FIELDS = ("started_at", "finished_at", "fingerprints", "versions", "basis"
 """Left out unless ``all_fields``: timings, hashes (of inputs and of code) and call metadata."""
 SHORT = 60
 """Values whose JSON text is longer than this are shortened; changed texts longer than this are word-diffed."""
-CONTEXT_WORDS = 4
-"""Words of unchanged text shown on each side of a change in a word diff."""
+CONTEXT_CHARS = 25
+"""Unchanged text shown on each side of a change in a word diff: whole words, until this many characters."""
 MAX_PLACES = 8
 """Changed places shown per field; the rest are counted."""
 MAX_PART = 100
@@ -125,7 +125,9 @@ def spec_difference(built: TaskGraph, saved: TaskGraph, prefix: str = "") -> str
     from ..model.tasks import TaskGraphTask
     from .serialization import same_spec
 
-    if same_spec(built, saved):
+    ours, theirs_out = built.output_task, saved.output_task
+    same_output = (ours and ours.id) == (theirs_out and theirs_out.id)
+    if same_spec(built, saved) and same_output:
         return None
     declared = [tid for tid, task in saved.tasks.items() if task.created_by is None]
     new = [tid for tid in built.tasks if tid not in saved.tasks]
@@ -144,8 +146,7 @@ def spec_difference(built: TaskGraph, saved: TaskGraph, prefix: str = "") -> str
             inner = spec_difference(mine.subgraph, theirs.subgraph, f"{prefix}{tid} > ")
             if inner is not None:
                 return inner
-    ours, their_output = built.output_task, saved.output_task
-    if (ours and ours.id) != (their_output and their_output.id):
+    if not same_output:
         return "the output task is another one" + (f" inside `{prefix[:-3]}`" if prefix else "")
     return None
 
@@ -199,7 +200,7 @@ def word_diff(a: str, b: str) -> list[str]:
     wa, wb = _tokens(a), _tokens(b)
     groups: list[list[_Op]] = []
     for op in _changes(wa, wb):
-        if groups and op[1] - groups[-1][-1][2] <= 2 * CONTEXT_WORDS:
+        if groups and sum(map(len, wa[groups[-1][-1][2]:op[1]])) <= 2 * CONTEXT_CHARS:
             groups[-1].append(op)
         else:
             groups.append([op])
@@ -211,7 +212,11 @@ def word_diff(a: str, b: str) -> list[str]:
 
 def _place(wa: list[str], wb: list[str], group: list[_Op]) -> str:
     """One changed place: the changes of ``group`` with the unchanged words between and around them."""
-    start, end = max(group[0][1] - CONTEXT_WORDS, 0), min(group[-1][2] + CONTEXT_WORDS, len(wa))
+    start, end = group[0][1], group[-1][2]
+    while start > 0 and sum(map(len, wa[start:group[0][1]])) < CONTEXT_CHARS:
+        start -= 1
+    while end < len(wa) and sum(map(len, wa[group[-1][2]:end])) < CONTEXT_CHARS:
+        end += 1
     before = "".join(wa[start:group[0][1]])
     out = ["…" + before[-MAX_PART:] if start > 0 or len(before) > MAX_PART else before]
     pos = group[0][1]
@@ -228,7 +233,7 @@ def _place(wa: list[str], wb: list[str], group: list[_Op]) -> str:
         out += [f"[-{shorten(old, MAX_PART)}-]" if old else "", f"{{+{shorten(new, MAX_PART)}+}}" if new else "", space]
         pos = i2
     after = "".join(wa[pos:end])
-    out.append(shorten(after, MAX_PART) + ("…" if end < len(wa) and len(after) <= MAX_PART else ""))
+    out.append(shorten(after, MAX_PART) if len(after) > MAX_PART else after.rstrip() + "…" if end < len(wa) else after)
     return "".join(out)
 
 
@@ -302,8 +307,8 @@ def _span(lines: list[tuple[str, int]], first: int, end: int, n_tokens: int) -> 
     return start, stop
 
 
-_TOKEN = re.compile(r"\w+[^\S\n]*|[^\w\s][^\S\n]*|[^\S\n]+|\n")
-"""A word or a punctuation mark with the spaces after it, leading spaces, or a newline."""
+_TOKEN = re.compile(r"(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])|\w+|[^\w\s])[^\S\n]*|[^\S\n]+|\n")
+"""A number (``-4.5e3``), a word or a punctuation mark, with the spaces after it; leading spaces; a newline."""
 
 
 def _tokens(text: str) -> list[str]:

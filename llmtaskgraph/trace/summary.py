@@ -174,8 +174,11 @@ def utc_time(timestamp: float) -> str:
 
 
 def seconds_text(value: float | None, digits: int = 3) -> str:
-    """``1.250`` for a number of seconds, ``?`` for one that cannot be shown (None, inf, nan)."""
-    return "?" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+    """``1.250`` for a number of seconds, ``1.000e+308`` for a hand-edited huge one, ``?`` for one that
+    cannot be shown (None, inf, nan)."""
+    if value is None or not math.isfinite(value):
+        return "?"
+    return f"{value:.{digits}f}" if abs(value) < 1e12 else f"{value:.{digits}e}"
 
 
 # -- text helpers shared by every view of a trace ---------------------------------------------------

@@ -196,4 +196,14 @@ def _task_details(row: TaskRow) -> str:
         bits.append(f"name {task.name!r}")
     summary = (f'<summary>{escape(row.path)} <span class="status" style="background:{colour}">{escape(rec.status)}</span> '
                f'<span class="muted">{escape(" · ".join(bits))}</span></summary>')
-    return f'<details data-path="{escape(row.path)}">{summary}{task_html(task, _LIMITS)}</details>'
+    return f'<details data-path="{escape(row.path)}">{summary}{_task_card(row)}</details>'
+
+
+def _task_card(row: TaskRow) -> str:
+    """The task card of :mod:`llmtaskgraph.views.render`; if a hand-edited value breaks it, a note instead:
+    one task must not cost the user the rest of the report."""
+    try:
+        return task_html(row.task, _LIMITS)
+    except Exception as exc:
+        return (f'<p class="muted">The details of this task could not be shown: {escape(type(exc).__name__)}: '
+                f"{escape(str(exc))}</p>")
