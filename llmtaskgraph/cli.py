@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import json
 import os
+import shlex
 import sys
 import tempfile
 import traceback
@@ -215,11 +216,11 @@ def _print_plan(graph: TaskGraph, registry: Mapping[str, Callable[..., Any]], op
                 target: str, out: Path, limit: int = 20) -> None:
     """What changed since the trace and what that runs again: the plan's first ``limit`` tasks."""
     plan = _plan(graph, registry, options)
-    lines = str(plan).split("\n")
+    lines = str(plan).split("\n")  # a head line, one line per task that runs, then notes
     tasks = lines[1:1 + len(plan.will_run)]
     if len(tasks) > limit:
-        more = len(tasks) - limit
-        tasks = [*tasks[:limit], f"  … and {more} more (`llmtaskgraph plan {target} {out}` lists them all)"]
+        command = shlex.join(["llmtaskgraph", "plan", target, str(out)])
+        tasks = [*tasks[:limit], f"  … and {len(tasks) - limit} more (`{command}` lists them all)"]
     text = "\n".join([lines[0], *tasks, *lines[1 + len(plan.will_run):]])
     print(terminal_safe(text, keep_newlines=True), file=sys.stderr)
 
@@ -236,12 +237,12 @@ def _plan(graph: TaskGraph, registry: Mapping[str, Callable[..., Any]], options:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
+    from .trace.diff import spec_difference
+
     graph_input = parse_input(args.input) if args.input is not None else _NO_INPUT
     graph, registry = _build(args.target)
     if args.trace is not None:
         saved = load_trace(Path(args.trace))
-        from .trace.diff import spec_difference
-
         difference = spec_difference(graph, saved)
         if difference is not None:
             print(f"note: `{terminal_safe(args.target)}` builds another graph than the one in the trace "
@@ -270,7 +271,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         out.write_text(render_report(graph, title=args.title or trace.name), encoding="utf-8")
     except OSError as exc:
         raise CLIError(f"cannot write `{out}`: {exc.strerror or exc}") from exc
-    print(f"report written to {out}", file=sys.stderr)
+    print(f"report written to {terminal_safe(str(out))}", file=sys.stderr)
     return EXIT_OK
 
 

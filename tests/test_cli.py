@@ -161,6 +161,15 @@ def test_report_writes_one_html_file_next_to_the_trace(project: Path, capsys: py
     assert "http://" not in page.replace("http://www.w3.org/", "") and "https://" not in page  # nothing to fetch
 
 
+def test_report_of_a_trace_whose_name_is_not_utf8(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")
+    name = os.fsdecode(b"t\xff.json")  # as the name arrives in sys.argv
+    (project / "t.json").rename(project / name)
+    code, _out, err = run_cli(capsys, "report", name)
+    assert code == 0 and "report written to t\\udcff.html" in err
+    assert "<title>t\\udcff.json</title>" in (project / os.fsdecode(b"t\xff.html")).read_text()
+
+
 def test_diff_names_the_tasks_that_changed(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_cli(capsys, "run", "graphs:build", "-o", "a.json", "--llm", "offline", "-q")
     run_cli(capsys, "run", "graphs:build", "-o", "b.json", "--llm", "offline", "-q")

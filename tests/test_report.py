@@ -85,3 +85,9 @@ def test_huge_counts_are_shown_short() -> None:
     assert '<td id="total-retries">1.00e+20</td>' in totals
     entry = page[page.index('<details data-path="b">'):page.index('<details data-path="c">')]
     assert "1.00e+300+1.00e+3000 tokens" in entry
+
+
+def test_a_title_that_is_not_utf8_is_shown_escaped() -> None:
+    page = render_report(trace(times()), title="x\udcff\ud800.json")  # a file name with a byte that is not UTF-8
+    page.encode("utf-8")
+    assert "<title>x\\udcff\\ud800.json</title>" in page

@@ -28,13 +28,18 @@ if TYPE_CHECKING:
 NOISY_FIELDS = ("started_at", "finished_at", "fingerprints", "versions", "basis", "response")
 """Left out unless ``all_fields``: timings, hashes (of inputs and of code) and call metadata."""
 SHORT = 60
-"""Values whose JSON text is longer than this are shortened; changed texts longer than this are word-diffed."""
+"""A change is shown as ``a -> b`` when both JSON texts are at most this long, else as a word diff."""
 CONTEXT_CHARS = 25
 """Unchanged text shown on each side of a change in a word diff: whole words, until this many characters."""
 MAX_PLACES = 8
 """Changed places shown per field; the rest are counted."""
 MAX_PART = 100
 """Characters shown of one removed, added or unchanged piece of a changed place."""
+EXACT_TOKENS = 2000
+"""Tokens (of both sides) beyond which the changed middle of two texts is matched piece by piece first."""
+
+_Op = tuple[str, int, int, int, int]
+"""A difflib opcode: tag, start and end in A, start and end in B."""
 
 
 def same_json(a: Any, b: Any) -> bool:
@@ -241,9 +246,9 @@ def _changes(wa: list[str], wb: list[str]) -> list[_Op]:
     """difflib's opcodes other than ``equal``, token by token.
 
     The common start and end are set aside first, so one edit in a long text costs nothing. A long
-    middle is matched line by line first and token by token only within the lines that changed:
-    matching every token against every other would take seconds, and difflib's shortcut for that
-    (skipping frequent tokens) mismatches whole texts.
+    middle is matched piece by piece first (see :func:`_lines`), and token by token only within the
+    pieces that changed: matching every token against every other would take seconds, and difflib's
+    shortcut for that (skipping frequent tokens) mismatches whole texts.
     """
     limit = min(len(wa), len(wb))
     head = 0
@@ -269,12 +274,6 @@ def _changes(wa: list[str], wb: list[str]) -> list[_Op]:
         else:
             ops.append((tag, head + a_start, head + a_end, head + b_start, head + b_end))
     return ops
-
-
-EXACT_TOKENS = 2000
-"""Tokens (of both sides) beyond which a changed middle is matched line by line first."""
-
-_Op = tuple[str, int, int, int, int]
 
 
 def _token_changes(ma: list[str], mb: list[str]) -> list[_Op]:

@@ -92,6 +92,8 @@ pre { background: #f6f6f6; padding: 6px; white-space: pre-wrap; word-break: brea
 
 def render_report(graph: TaskGraph, title: str = "llmtaskgraph trace") -> str:
     """The whole report as one HTML document (a ``str``)."""
+    # A file name that is not UTF-8 comes in with lone surrogates, which the written file could not hold.
+    title = title.encode("utf-8", "backslashreplace").decode("utf-8")
     rows = task_rows(graph)
     sums = totals(graph, rows)
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
