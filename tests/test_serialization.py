@@ -56,7 +56,7 @@ def ran_graph() -> TaskGraph:
 def test_round_trip_is_identical_and_plain_json(ran_graph):
     data = ran_graph.to_json()
     text = json.dumps(data, allow_nan=False)
-    assert data["format"] == "llmtaskgraph/1"
+    assert data["format"] == "llmtaskgraph/2"
     again = TaskGraph.from_json(json.loads(text)).to_json()
     assert again == data
     assert json.dumps(again, allow_nan=False) == text
@@ -116,7 +116,7 @@ def test_save_is_atomic_when_serialization_fails(tmp_path):
     path = tmp_path / "trace.json"
     graph.save(path)
     before = path.read_text()
-    graph.graph_input = {"bad": float("nan")}  # cannot be written as JSON
+    graph.tasks["f"].record.output = {"bad": float("nan")}  # cannot be written as JSON (set past every check)
     with pytest.raises(ValueError):
         graph.save(path)
     assert path.read_text() == before
@@ -253,6 +253,7 @@ def test_a_format_1_trace_loads_and_replays_without_running_anything():
     assert list(graph.tasks) == ["words", "rhyme", "plan", "sub", "plan/cat", "plan/hat"]
     assert graph.tasks["plan/cat"].created_by == "plan" and graph.tasks["plan/cat"].inputs == {"word": "cat"}
     assert graph.tasks["rhyme"].response["backend"] == "offline"
+    assert all(t.record.versions == {} and t.record.basis == {} for t in graph.tasks.values())
     llm = OfflineLLM()
     graph.run(V1_REGISTRY, llm=llm, progress=False)
     assert graph.last_run.executed == [] and graph.last_run.llm_calls == 0 and llm.calls == 0

@@ -1,19 +1,24 @@
-"""Loading's shortcuts give exactly what the careful path gives.
+"""Loading has one reader per task; its shortcuts give exactly what the careful checks give.
 
-``from_json`` checks the usual task with straight-line code (``serialization._task_fast``), skips
-the reference and cycle check when every dependency points back, and checks JSON values without
-building paths (``fingerprint._plainly_fine``). Each shortcut may only say "fine" where the
-careful code says fine; on anything else the careful code runs and names the problem. These tests
-hold every shortcut to the careful code on a grid of odd values in every task field: the same
-graph when both load, the same error (message and path) when both refuse.
+``from_json`` checks every task with one routine (``serialization._task``) that builds no field path
+until it finds a problem. What it accepts and the message and path it gives are held here, on a grid
+of odd values in every task field, to what the careful loader of format 1 gave (frozen in
+``fixtures/load_grid_v1.json``, written by ``fixtures/make_load_grid.py``). The shortcuts that
+remain are held to the full checks they skip: the reference and cycle check (skipped when every
+reference points back) and the quick JSON check (``fingerprint._plainly_fine``, before the walk
+that names a problem).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
+import hashlib
 import json
 import math
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +33,9 @@ from llmtaskgraph import (
     TaskGraphTask,
     fingerprint,
 )
-from llmtaskgraph.model.tasks import Task
 from llmtaskgraph.trace import serialization
+
+GRID = Path(__file__).parent / "fixtures" / "load_grid_v1.json"
 
 
 class Text(str):
@@ -67,7 +73,7 @@ def doubled(depth: int) -> Any:
 
 
 def odd_values() -> list[Any]:
-    """Values at and around every boundary the shortcuts draw."""
+    """Values at and around every boundary the checks draw (frozen with ``fixtures/load_grid_v1.json``)."""
     loop: list[Any] = ["x"]
     loop.append(loop)
     self_dict: dict[str, Any] = {"text": "t"}
@@ -123,96 +129,149 @@ def base_trace() -> dict[str, Any]:
     return data
 
 
-@pytest.fixture(scope="module")
-def base() -> str:
-    return json.dumps(base_trace())
-
-
-def outcome(data: Any, fast: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """What loading gives: a comparable picture of the graph, or the error's message and path."""
-    with monkeypatch.context() as m:
-        if not fast:
-            m.setattr(serialization, "_task_fast", lambda item: None)
-            m.setattr(fingerprint, "_plainly_fine", lambda value: False)  # every value gets the full walk
-        try:
-            graph = TaskGraph.from_json(data)
-        except InvalidTraceError as exc:
-            return ("refused", str(exc), exc.path)
-    if fast:
-        for g in _graphs(graph):
-            serialization._check_references(g, serialization._Reader(""))  # skipped only when it passes
-    return ("loaded", picture(graph))
-
-
-def _graphs(graph: TaskGraph) -> Iterator[TaskGraph]:
-    yield graph
-    for task in graph.tasks.values():
-        if isinstance(task, TaskGraphTask):
-            yield from _graphs(task.subgraph)
+# -- what loading gives, as comparable values ------------------------------------------------------
+_ATTRS = ("id", "name", "key", "deps", "kwdeps", "inputs", "created_by", "fn_name", "formatter_name", "parser_name",
+          "params", "sample", "input_formatter_name")
+_RECORD_V1 = ("status", "output", "prompt", "response", "fingerprints", "reads_graph_input", "error", "started_at",
+              "finished_at", "children")
 
 
 def picture(graph: TaskGraph) -> Any:
-    """Everything a loaded graph holds, as comparable values (the JSON alone would hide types)."""
+    """What a loaded graph holds of format 1, as comparable values (the JSON alone would hide types)."""
     tasks = []
     for tid, task in graph.tasks.items():
-        attrs = {k: v for k, v in vars(task).items() if k not in ("graph", "record", "subgraph")}
-        record = {k: v for k, v in vars(task.record).items() if k != "_output_fp"}
+        attrs = [(k, getattr(task, k)) for k in _ATTRS if hasattr(task, k)]
+        record = [(k, getattr(task.record, k)) for k in _RECORD_V1]
         sub = picture(task.subgraph) if isinstance(task, TaskGraphTask) else None
-        tasks.append((tid, type(task), _typed(attrs), _typed(record), sub, task.graph is graph))
+        tasks.append((tid, type(task).__name__, _typed(attrs), _typed(record), sub, task.graph is graph))
     return (_typed(graph.graph_input), graph._output_id, tasks)
 
 
 def _typed(value: Any) -> Any:
     """``value`` with the type of every part spelled out, so 1 and 1.0 and True differ."""
     if isinstance(value, dict):
-        return (type(value), tuple((_typed(k), _typed(v)) for k, v in value.items()))
+        return (type(value).__name__, tuple((_typed(k), _typed(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
-        return (type(value), tuple(_typed(v) for v in value))
+        return (type(value).__name__, tuple(_typed(v) for v in value))
     if isinstance(value, float) and math.isnan(value):
-        return (float, "nan")
-    return (type(value), value)
+        return ("float", "nan")
+    return (type(value).__name__, repr(value))
 
 
-def assert_same(data: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    fast = outcome(data, True, monkeypatch)
-    careful = outcome(data, False, monkeypatch)
-    assert fast == careful
-    return str(fast[0])
+def outcome(data: Any) -> list[str]:
+    """``["loaded", digest of its picture]`` or ``["refused", path, message]``; the list of fields an
+    unknown one is told apart from is left out (it grows with the format)."""
+    try:
+        graph = TaskGraph.from_json(data)
+    except InvalidTraceError as exc:
+        return ["refused", exc.path, re.sub(r"unknown field \(expected one of [^)]*\)", "unknown field", str(exc))]
+    return ["loaded", hashlib.sha256(repr(picture(graph)).encode()).hexdigest()[:16]]
 
 
-def test_the_usual_tasks_take_the_fast_path(base: str) -> None:
-    """Else the shortcut would be dead code and loading silently slow (say, after a new field)."""
-    data = json.loads(base)
-    usual = [t for t in data["tasks"] if t["type"] in ("python", "llm")]
-    assert len(usual) == len(data["tasks"]) - 1
-    assert all(isinstance(serialization._task_fast(t), Task) for t in usual)
+def changed_on_purpose(field: str, value: Any) -> bool:
+    """Where format 2's loader differs from format 1's on purpose: an empty non-object ``params``
+    (``0``, ``""``, ``[]``, ``false``) was read as ``{}``; it is refused now, like any non-object."""
+    return field == "params" and type(value) in (bool, int, float, str, list) and not value
 
 
-def test_every_odd_value_in_every_task_field_loads_or_fails_as_on_the_careful_path(
-        base: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    data = json.loads(base)
-    tally: dict[str, int] = {}
-    for i, task in enumerate(data["tasks"]):
+def grid(base: dict[str, Any]) -> Iterator[tuple[str, int, Any, dict[str, Any]]]:
+    """``(group, index in odd_values(), value, trace)``: each task field set to each odd value, or deleted."""
+    text = json.dumps(base)
+    for i, task in enumerate(base["tasks"]):
         for field in [*task, "extra", "__class__"]:
-            for value in [*odd_values(), "<deleted>"]:
-                mutated = json.loads(base)
+            for j, value in enumerate([*odd_values(), "<deleted>"]):
+                mutated = json.loads(text)
                 if value == "<deleted>":
                     mutated["tasks"][i].pop(field, None)
                 else:
                     mutated["tasks"][i][field] = value
-                kind = assert_same(mutated, monkeypatch)
-                tally[kind] = tally.get(kind, 0) + 1
-    assert tally["loaded"] > 500 and tally["refused"] > 2000
+                yield f"{i}/{field}", j, value, mutated
+
+
+def group_digest(outcomes: list[Any]) -> str:
+    return hashlib.sha256(json.dumps(outcomes, ensure_ascii=True).encode()).hexdigest()[:16]
+
+
+# -- the tests ---------------------------------------------------------------------------------------
+def test_every_odd_value_in_every_task_field_loads_or_fails_as_the_careful_loader_of_format_1_did(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    frozen = json.loads(GRID.read_text(encoding="utf-8"))
+    groups: dict[str, list[Any]] = {}
+    tally: dict[str, int] = {}
+    for group, _, value, mutated in grid(frozen["base"]):
+        field = group.split("/", 1)[1]
+        result = ["changed on purpose"] if changed_on_purpose(field, value) else outcome(mutated)
+        groups.setdefault(group, []).append(result)
+        tally[result[0]] = tally.get(result[0], 0) + 1
+    assert groups.keys() == frozen["groups"].keys()
+    differ = {g: outcomes for g, outcomes in groups.items() if group_digest(outcomes) != frozen["groups"][g]}
+    assert not differ, f"loading differs from the careful loader in {sorted(differ)}: {next(iter(differ.values()))}"
+    assert tally["loaded"] > 2000 and tally["refused"] > 15000
     with capsys.disabled():
-        print(f"\nfast vs careful path, one field changed: {tally}")
+        print(f"\none field changed, against the careful loader of format 1: {tally}")
+
+
+def test_what_format_1_read_as_empty_params_is_refused_now() -> None:
+    base = json.loads(GRID.read_text(encoding="utf-8"))["base"]
+    i = next(i for i, t in enumerate(base["tasks"]) if t["type"] == "llm")
+    empty: list[Any] = [0, 0.0, False, "", []]
+    for value in empty:
+        base["tasks"][i]["params"] = value
+        with pytest.raises(InvalidTraceError, match=rf"`tasks\[{i}\]\.params`: expected an object of Messages API"):
+            TaskGraph.from_json(base)
+    base["tasks"][i]["params"] = None
+    assert TaskGraph.from_json(base).tasks[base["tasks"][i]["id"]].params == {}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("field", ["versions", "basis"])
+def test_versions_and_basis_load_or_are_refused_naming_the_field(field: str) -> None:
+    data = base_trace()
+    for i, task in enumerate(data["tasks"]):
+        stages = serialization._TYPES[task["type"]].stages
+        values: list[Any] = [*odd_values(), {stages[0]: "v1"}, {s: "x" for s in stages}, {"dep:t0": "ab12", "": ""}]
+        for value in values:
+            mutated = copy.deepcopy(data)
+            mutated["tasks"][i][field] = value
+            try:
+                graph = TaskGraph.from_json(mutated)
+            except InvalidTraceError as exc:
+                assert exc.path.startswith(f"tasks[{i}].{field}"), (value, exc)
+                continue
+            assert type(value) is dict and all(type(k) is str and type(v) is str for k, v in value.items())
+            assert field == "basis" or set(value) <= set(stages)
+            loaded = graph.to_json()["tasks"][i][field]
+            assert loaded == value and type(loaded) is dict
+    for version in ("llmtaskgraph/1", "llmtaskgraph/2"):
+        absent = copy.deepcopy(data)
+        absent["format"] = version
+        for task in absent["tasks"]:
+            task.pop("versions", None)
+            task.pop("basis", None)
+        assert all(t.record.versions == {} and t.record.basis == {} for t in TaskGraph.from_json(absent).tasks.values())
+
+
+def full_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Turn off every shortcut: each graph gets the full reference check, each value the full walk."""
+    monkeypatch.setattr(serialization, "_points_back", lambda *args: False)
+    monkeypatch.setattr(fingerprint, "_plainly_fine", lambda value: False)
+    monkeypatch.setattr(serialization, "_plainly_fine", lambda value: False)
+
+
+def assert_same(data: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    quick = outcome(copy.deepcopy(data))
+    with monkeypatch.context() as m:
+        full_check(m)
+        full = outcome(data)
+    assert quick == full
+    return quick[0]
 
 
 @pytest.mark.parametrize("change", [
     "dep_forward", "dep_self", "dep_missing", "kwdep_forward", "kwdep_cycle", "child_earlier", "child_missing",
     "creator_later", "creator_self", "creator_missing", "swap_order", "reverse_order", "duplicate_id",
 ])
-def test_references_in_any_order_load_or_fail_as_on_the_careful_path(
-        base: str, change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_references_in_any_order_load_or_fail_as_with_the_full_check(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = json.dumps(base_trace())
     for i in range(7):
         data = json.loads(base)
         tasks = data["tasks"]
@@ -249,16 +308,66 @@ def test_references_in_any_order_load_or_fail_as_on_the_careful_path(
         assert_same(data, monkeypatch)
 
 
-def test_loading_shares_no_container_with_its_input(base: str) -> None:
-    data = json.loads(base)
+def test_the_grid_loads_alike_with_every_shortcut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = base_trace()
+    kinds = {assert_same(mutated, monkeypatch) for _, j, _, mutated in grid(base) if j % 7 == 0}
+    assert kinds == {"loaded", "refused"}
+
+
+def test_tasks_as_to_json_writes_them_are_fetched_all_at_once() -> None:
+    """Else loading would silently take the slower field-by-field way (say, after a new field)."""
+    for task in base_trace()["tasks"]:
+        assert task.keys() == serialization._SHAPES[task["type"]].set
+
+
+def test_a_loaded_task_has_what_its_constructor_gives_it() -> None:
+    """The reader builds tasks as pickle does (no constructor): it must set every attribute, each in its place."""
+    data = base_trace()
+    loaded = TaskGraph.from_json(data)
+    made = {"python": PythonTask("f"), "llm": LLMTask("f", "p"), "graph": TaskGraphTask(TaskGraph(), "f")}
+    for task in loaded.tasks.values():
+        assert vars(task).keys() == vars(made[task.type]).keys(), task.type
+        assert vars(task.record).keys() == vars(made[task.type].record).keys()
+    marked = copy.deepcopy(data["tasks"][0])
+    marked.update(status="done", prompt="P", response={"text": "R"}, output="O", fingerprints={"run": "F"},
+                  versions={"run": "V"}, basis={"b": "B"}, reads_graph_input=["run"], error={"type": "T", "message": "M"},
+                  started_at=1.0, finished_at=2.0, children=[])
+    record = TaskGraph.from_json({"format": serialization.FORMAT, "tasks": [marked]}).tasks[marked["id"]].record
+    assert record.error is not None
+    assert (record.status, record.prompt, record.response, record.output, record.fingerprints, record.versions,
+            record.basis, record.reads_graph_input, record.error.type, record.started_at, record.finished_at,
+            record.children) == ("done", "P", {"text": "R"}, "O", {"run": "F"}, {"run": "V"}, {"b": "B"}, ["run"],
+                                 "T", 1.0, 2.0, [])
+
+
+def test_loading_shares_no_container_with_its_input() -> None:
+    data = json.loads(json.dumps(base_trace()))
+    before = copy.deepcopy(data)
     graph = TaskGraph.from_json(data)
     given = {id(v) for t in data["tasks"] for v in t.values() if isinstance(v, (list, dict))}
     for task in graph.tasks.values():
         rec = task.record
-        held = [task.deps, task.kwdeps, task.inputs, rec.fingerprints, rec.reads_graph_input, rec.children,
-                rec.response, getattr(task, "params", None)]
+        held = [task.deps, task.kwdeps, task.inputs, rec.fingerprints, rec.versions, rec.basis, rec.reads_graph_input,
+                rec.children, rec.response, getattr(task, "params", None)]
         assert not [h for h in held if h is not None and id(h) in given], task.id
-    assert graph.to_json() == data == json.loads(base)
+    assert graph.to_json() == data == before
+
+
+def test_loading_leaves_the_collector_as_it_found_it() -> None:
+    data = base_trace()
+    bad = copy.deepcopy(data)
+    bad["tasks"][3]["deps"] = [7]
+    assert gc.isenabled()
+    TaskGraph.from_json(data)
+    with pytest.raises(InvalidTraceError):
+        TaskGraph.from_json(bad)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        TaskGraph.from_json(data)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_plain_values_are_plain_exactly_when_the_full_walk_finds_no_problem(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,37 +1,55 @@
-"""The JSON trace format ``llmtaskgraph/1``: graph, tasks and everything their runs produced.
+"""The JSON trace format ``llmtaskgraph/2``: graph, tasks and everything their runs produced.
 
-Loading validates every field and names the first bad one (``tasks[3].deps[0]``); it never
-imports, evaluates or resolves anything named in the file, and never modifies its input. Tasks of
-the usual shape take a fast path that checks the same rules without building field paths; any
-other task, and every problem, goes the careful way, which names the field.
+Format 2 added each task's ``versions`` (stage -> code version of the function that computed its
+stored result) and ``basis`` (what its stored results were computed from, part by part); traces of
+format 1 lack them and load with both empty.
+
+Loading validates every field and names the first bad one (``tasks[3].deps``); it never imports,
+evaluates or resolves anything named in the file, and never modifies its input. Each task goes
+through one reader, :func:`_task`: its checks build no field path, since a path is only needed to
+name a problem, and is built once one is found.
 """
 
 from __future__ import annotations
 
+import gc
 import graphlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from math import isfinite
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidTraceError
-from ..fingerprint import _bad_text, _find_problem, _plainly_fine
-from ..model.tasks import PATH_SEP, STATUSES, LLMTask, PythonTask, Task, TaskError, TaskGraphTask, valid_id
+from ..fingerprint import _MAX_INT_BITS, _bad_text, _find_problem, _plainly_fine
+from ..model.tasks import (
+    MAX_NESTING,
+    PATH_SEP,
+    STATUSES,
+    LLMTask,
+    PythonTask,
+    Task,
+    TaskError,
+    TaskGraphTask,
+    TaskRecord,
+)
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
 
-FORMAT = "llmtaskgraph/1"
-MAX_NESTING = 64
-"""Deepest chain of sub-graphs a trace may hold; deeper input is refused rather than recursed into."""
+FORMAT = "llmtaskgraph/2"
+"""The format :func:`graph_to_json` writes."""
+READS = ("llmtaskgraph/1", "llmtaskgraph/2")
+"""Every format this version loads: every one it ever wrote."""
 
+_GRAPH = ("format", "graph_input", "output_task", "tasks")
 _COMMON = ("id", "type", "name", "key", "created_by", "deps", "kwdeps", "inputs")
 _RECORD = (
-    "status", "prompt", "response", "output", "fingerprints", "reads_graph_input", "error",
+    "status", "prompt", "response", "output", "fingerprints", "versions", "basis", "reads_graph_input", "error",
     "started_at", "finished_at", "children",
 )
 _TYPE_FIELDS: dict[str, tuple[str, ...]] = {
@@ -40,6 +58,7 @@ _TYPE_FIELDS: dict[str, tuple[str, ...]] = {
     "graph": ("input_formatter", "subgraph"),
 }
 _TYPES: dict[str, type[Task]] = {"python": PythonTask, "llm": LLMTask, "graph": TaskGraphTask}
+_ERROR = ("type", "message", "traceback", "stage")
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -74,6 +93,8 @@ def _task_to_json(task: Task) -> dict[str, Any]:
         response=rec.response,
         output=rec.output,
         fingerprints=dict(rec.fingerprints),
+        versions=dict(rec.versions),
+        basis=dict(rec.basis),
         reads_graph_input=list(rec.reads_graph_input),
         error=None if err is None else {"type": err.type, "message": err.message, "traceback": err.traceback, "stage": err.stage},
         started_at=rec.started_at,
@@ -124,49 +145,383 @@ def load(path: Path) -> TaskGraph:
 
 
 def graph_from_json(data: Any) -> TaskGraph:
-    obj = _Reader("").obj(data, ("format", "graph_input", "output_task", "tasks"))
-    fmt = obj.get("format")
-    if fmt != FORMAT:
-        raise InvalidTraceError(f"unsupported format {_shown(fmt)}; this version of llmtaskgraph reads {FORMAT!r}", "format")
-    return _graph_from(obj, "", 0)
+    _check_object(data, "", _GRAPH)
+    fmt = data.get("format")
+    if type(fmt) is not str or fmt not in READS:
+        raise InvalidTraceError(
+            f"unsupported format {_shown(fmt)}; this version of llmtaskgraph reads {', '.join(map(repr, READS))}",
+            "format")
+    with _collector_paused():
+        return _graph_from(data, "", 0)
 
 
-class _Reader:
-    """Typed field access that reports the path of whatever is wrong."""
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the garbage collector while a trace loads (unless it is off already), then restore it.
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    A load allocates some ten containers per task, all still reachable when it ends. The collector
+    starts on allocation counts, so a 10,000-task load would trigger full collections that walk the
+    whole heap and free nothing (in CPython 3.11, more time than the load itself). Nothing a load
+    makes is garbage, so no collection during it can free anything; the allocations still count
+    toward the next collection after it, as if they had been made one by one.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
-    def at(self, field: str) -> str:
-        return f"{self.path}.{field}" if self.path else field
 
-    def obj(self, value: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise InvalidTraceError(f"expected an object, got {_kind(value)}", self.path or "<root>")
-        for key in value:
-            if key not in allowed:
-                raise InvalidTraceError(f"unknown field (expected one of {', '.join(allowed)})", self.at(str(key)))
-        for key in required:
-            if key not in value:
-                raise InvalidTraceError("required field is missing", self.at(key))
-        return value
+class _Refused(Exception):
+    """A problem in the task being read, at ``where`` inside it (``deps``, ``output[2]``; ``""`` for the
+    task itself). The graph reading the task knows the task's path and raises :class:`InvalidTraceError`."""
 
-    def get(self, obj: dict[str, Any], field: str, check: Callable[[Any], bool], expected: str, default: Any = None) -> Any:
-        value = obj.get(field, default)
-        if not check(value):
-            raise InvalidTraceError(f"expected {expected}, got {_kind(value)}", self.at(field))
-        if field not in ("tasks", "subgraph"):  # those are checked field by field as they are read
-            problem = _find_problem(value, self.at(field))  # lone surrogates, numbers too long for text, ...
-            if problem is not None:
-                raise InvalidTraceError(problem[1], problem[0])
-        return value
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(where, why)
+        self.where = where
+        self.why = why
 
-    def json_value(self, obj: dict[str, Any], field: str) -> Any:
-        value = obj.get(field)
-        problem = _find_problem(value, self.at(field))
+
+def _at(path: str, field: str) -> str:
+    return f"{path}.{field}" if path else field
+
+
+def _graph_from(obj: Any, path: str, depth: int) -> TaskGraph:
+    from ..model.graph import TaskGraph
+
+    if depth > MAX_NESTING:
+        raise InvalidTraceError(f"sub-graphs are nested more than {MAX_NESTING} deep", path or "<root>")
+    _check_object(obj, path, _GRAPH, ("tasks",))
+    graph_input = obj.get("graph_input")
+    if graph_input is not None and not _plainly_fine(graph_input):
+        problem = _find_problem(graph_input, "graph_input")
         if problem is not None:
-            raise InvalidTraceError(problem[1], problem[0])
-        return value
+            raise InvalidTraceError(problem[1], _at(path, problem[0]))
+    items = obj["tasks"]
+    if not isinstance(items, list):
+        raise InvalidTraceError(f"expected a list of tasks, got {_kind(items)}", _at(path, "tasks"))
+    graph = TaskGraph(graph_input)
+    tasks = graph.tasks
+    known = tasks.__contains__
+    backward = True  # every dependency and creator so far is a task listed before: none missing, no cycle
+    parents: list[Task] = []  # tasks that list children, which usually come later
+    i = 0
+    try:
+        for i, item in enumerate(items):
+            task = _task(item, path, i, depth)
+            tid: str = task.id  # type: ignore[assignment]  # checked by _task
+            if tid in tasks:
+                raise _Refused("id", f"duplicate task id `{tid}`")
+            task.graph = graph
+            if backward:
+                deps, kwdeps, creator = task.deps, task.kwdeps, task.created_by
+                backward = ((not deps or all(map(known, deps))) and (not kwdeps or all(map(known, kwdeps.values())))
+                            and (creator is None or creator in tasks))
+            if task.record.children:
+                parents.append(task)
+            tasks[tid] = task
+    except _Refused as exc:
+        where = _at(path, f"tasks[{i}]")
+        raise InvalidTraceError(exc.why, f"{where}.{exc.where}" if exc.where else where) from None
+    if not _points_back(backward, parents, known):
+        _check_references(graph, path)  # finds what is missing or the cycle, and names it
+    output_id = obj.get("output_task")
+    if output_id is not None:
+        if not _is_text(output_id):
+            refused = _refusal("output_task", output_id)
+            raise InvalidTraceError(refused.why, _at(path, refused.where))
+        if output_id not in tasks:
+            raise InvalidTraceError(f"`{output_id}` is not a task in this graph", _at(path, "output_task"))
+    graph._output_id = output_id
+    return graph
+
+
+def _points_back(backward: bool, parents: list[Task], known: Callable[[str], bool]) -> bool:
+    """Whether every reference points to a task listed before it (``backward``, kept while reading) and
+    every child listed is known: then none is missing and there is no cycle, so the full check is skipped."""
+    return backward and all(all(map(known, t.record.children)) for t in parents)
+
+
+def _check_object(value: Any, path: str, fields: tuple[str, ...], required: tuple[str, ...] = ()) -> None:
+    """Refuse anything but an object of the given ``fields`` that has the ``required`` ones."""
+    if not isinstance(value, dict):
+        raise InvalidTraceError(f"expected an object, got {_kind(value)}", path or "<root>")
+    for key in value:
+        if key not in fields:
+            raise InvalidTraceError(f"unknown field (expected one of {', '.join(fields)})", _at(path, str(key)))
+    for key in required:
+        if key not in value:
+            raise InvalidTraceError("required field is missing", _at(path, key))
+
+
+# -- one task -----------------------------------------------------------------------------------------
+class _Shape:
+    """The fields of one task type: all at once when a task has exactly these, else one by one."""
+
+    def __init__(self, ttype: str) -> None:
+        self.names = (*_COMMON, *_RECORD, *_TYPE_FIELDS[ttype])
+        self.set = frozenset(self.names)
+        self.size = len(self.names)
+        self.common = itemgetter(*_COMMON, *_RECORD)
+        self.own: Callable[[dict[str, Any]], tuple[Any, ...]] = (
+            itemgetter(*_TYPE_FIELDS[ttype]) if ttype != "python" else lambda item: (item["fn"],))
+        defaults = {"deps": [], "kwdeps": {}, "status": "pending", "fingerprints": {}, "versions": {}, "basis": {},
+                    "reads_graph_input": [], "children": [], "sample": 0}
+        self.defaults = tuple((name, defaults.get(name)) for name in self.names)
+        self.own_names = _TYPE_FIELDS[ttype]
+        self.required = self.own_names[0]
+        self.stages = _TYPES[ttype].stages
+
+
+_SHAPES = {ttype: _Shape(ttype) for ttype in _TYPES}
+_ANY_FIELD = tuple(dict.fromkeys(name for shape in _SHAPES.values() for name in shape.names))
+_STATUS_SET = frozenset(STATUSES)
+_RESERVED = Task.RESERVED
+
+
+def _task(item: Any, path: str, index: int, depth: int) -> Task:
+    """Check one task and build it; raises :class:`_Refused` naming the first problem.
+
+    The checks take exact JSON types (what ``json.loads`` gives) and strings UTF-8 can encode, and
+    word nothing: a refusal is worded by :func:`_refusal`, from the field's entry in :data:`_EXPECTED`.
+    """
+    if not isinstance(item, dict):
+        raise _Refused("", f"expected an object, got {_kind(item)}")
+    ttype: Any = item.get("type")
+    shape = _SHAPES.get(ttype) if type(ttype) is str else None
+    values: tuple[Any, ...] | None = None
+    own: tuple[Any, ...] = ()
+    if shape is not None and len(item) == shape.size:
+        try:  # the count and every name: exactly this type's fields
+            values, own = shape.common(item), shape.own(item)
+        except KeyError:
+            pass
+    if shape is None or values is None:
+        shape, values, own = _one_by_one(item)
+    (tid, _, name, key, created_by, deps, kwdeps, inputs, status, prompt, response, output, fingerprints, versions,
+     basis, reads, error_obj, started, finished, children) = values
+    stages = shape.stages
+    if type(tid) is not str or not tid or PATH_SEP in tid or (not tid.isascii() and _bad_text(tid)):
+        raise _refusal("id", tid, stages)
+    if type(deps) is not list or (deps and not _texts(deps)):
+        raise _refusal("deps", deps, stages)
+    if type(kwdeps) is not dict or (kwdeps and not (_texts(list(kwdeps)) and _texts(list(kwdeps.values())))):
+        raise _refusal("kwdeps", kwdeps, stages)
+    if kwdeps and not _RESERVED.isdisjoint(kwdeps):
+        raise _Refused("kwdeps", f"keyword dependency name(s) {sorted(_RESERVED.intersection(kwdeps))} are reserved "
+                                 f"for task settings ({', '.join(sorted(_RESERVED))})")
+    if name is not None and not _is_text(name):
+        raise _refusal("name", name, stages)
+    if key is not None and not _is_text(key):
+        raise _refusal("key", key, stages)
+    if inputs is not None:
+        if type(inputs) is not dict or (inputs and not _is_json(inputs)):
+            raise _refusal("inputs", inputs, stages)
+        if inputs and kwdeps and not inputs.keys().isdisjoint(kwdeps):
+            raise _Refused("inputs", f"{sorted(set(inputs) & set(kwdeps))} given both in `kwdeps` and in `inputs`")
+    cls = _TYPES[ttype]
+    task: Any = cls.__new__(cls)  # restored as pickle restores objects: the checks here are the constructor's
+    if cls is PythonTask:
+        fn = own[0]
+        if not _is_name(fn):
+            raise _refusal("fn", fn, stages)
+        task.fn_name = fn
+    elif cls is LLMTask:
+        formatter, parser, params, sample = own
+        if params is not None and (type(params) is not dict or (params and not _is_json(params))):
+            raise _refusal("params", params, stages)
+        if type(sample) is not int or sample < 0 or sample.bit_length() > _MAX_INT_BITS:
+            raise _refusal("sample", sample, stages)
+        if not _is_name(formatter):
+            raise _refusal("formatter", formatter, stages)
+        if not _is_name(parser):
+            raise _refusal("parser", parser, stages)
+        task.formatter_name, task.parser_name, task.params, task.sample = formatter, parser, {**(params or {})}, sample
+    else:
+        input_formatter, subgraph = own
+        if not isinstance(subgraph, dict):
+            raise _refusal("subgraph", subgraph, stages)
+        task.subgraph = _graph_from(subgraph, _at(path, f"tasks[{index}].subgraph"), depth + 1)
+        if not _is_name(input_formatter):
+            raise _refusal("input_formatter", input_formatter, stages)
+        task.input_formatter_name = input_formatter
+    if created_by is not None and not _is_text(created_by):
+        raise _refusal("created_by", created_by, stages)
+    if type(status) is not str or status not in _STATUS_SET:
+        raise _refusal("status", status, stages)
+    if type(fingerprints) is not dict:
+        raise _refusal("fingerprints", fingerprints, stages)
+    for stage, fp in fingerprints.items():
+        if type(stage) is not str or stage not in stages or type(fp) is not str or (not fp.isascii() and _bad_text(fp)):
+            raise _refusal("fingerprints", fingerprints, stages)
+    if type(versions) is not dict:
+        raise _refusal("versions", versions, stages)
+    for stage, version in versions.items():
+        if type(stage) is not str or stage not in stages or type(version) is not str or (
+                not version.isascii() and _bad_text(version)):
+            raise _refusal("versions", versions, stages)
+    if type(basis) is not dict or (basis and not (_texts(list(basis)) and _texts(list(basis.values())))):
+        raise _refusal("basis", basis, stages)
+    if type(reads) is not list:
+        raise _refusal("reads_graph_input", reads, stages)
+    for stage in reads:
+        if type(stage) is not str or stage not in stages:
+            raise _refusal("reads_graph_input", reads, stages)
+    if response is not None and (type(response) is not dict or type(response.get("text")) is not str
+                                 or not _is_json(response)):
+        raise _refusal("response", response, stages)
+    error = None if error_obj is None else _error(error_obj)
+    if output is not None and not _is_json(output):
+        raise _refusal("output", output, stages)
+    if prompt is not None and not _is_json(prompt):
+        raise _refusal("prompt", prompt, stages)
+    if started is not None and not (type(started) is float and isfinite(started)) and not _is_time(started):
+        raise _refusal("started_at", started, stages)
+    if finished is not None and not (type(finished) is float and isfinite(finished)) and not _is_time(finished):
+        raise _refusal("finished_at", finished, stages)
+    if type(children) is not list or (children and not _texts(children)):
+        raise _refusal("children", children, stages)
+    # Every container kept is a copy: the task shares nothing with the input.
+    task.id, task.name, task.key, task.created_by, task.graph = tid, name, key, created_by, None
+    task.deps, task.kwdeps, task.inputs = [*deps], {**kwdeps}, {**inputs} if inputs else {}
+    task.record = TaskRecord(  # by position, twice as fast as by keyword; a test holds each field to its place
+        "pending" if status == "running" else status,  # "running": a run that was killed mid-task
+        output, prompt, None if response is None else {**response}, {**fingerprints}, [*reads], error,
+        started, finished, [*children], {**versions}, {**basis},
+    )
+    return task  # type: ignore[no-any-return]
+
+
+def _one_by_one(item: dict[Any, Any]) -> tuple[_Shape, tuple[Any, ...], tuple[Any, ...]]:
+    """The fields of a task not in the exact shape ``to_json`` writes: absent ones get their default."""
+    for key in item:
+        if key not in _ANY_FIELD:
+            raise _Refused(str(key), f"unknown field (expected one of {', '.join(_ANY_FIELD)})")
+    for key in ("id", "type"):
+        if key not in item:
+            raise _Refused(key, "required field is missing")
+    ttype = item["type"]
+    if type(ttype) is not str or ttype not in _SHAPES:
+        raise _Refused("type", f"unknown task type {_shown(ttype)} (expected one of {', '.join(_TYPES)})")
+    shape = _SHAPES[ttype]
+    for key in item:
+        if key not in shape.set:
+            raise _Refused(str(key), f"unknown field (expected one of {', '.join(shape.names)})")
+    if shape.required not in item:
+        raise _Refused(shape.required, "required field is missing")
+    values = tuple(item.get(name, default) for name, default in shape.defaults)
+    return shape, values[:-len(shape.own_names)], values[-len(shape.own_names):]
+
+
+def _error(obj: Any) -> TaskError:
+    if not isinstance(obj, dict):
+        raise _Refused("error", f"expected an object, got {_kind(obj)}")
+    for key in obj:
+        if key not in _ERROR:
+            raise _Refused(f"error.{key}", f"unknown field (expected one of {', '.join(_ERROR)})")
+    for key in ("type", "message"):
+        if key not in obj:
+            raise _Refused(f"error.{key}", "required field is missing")
+    etype, message, traceback, stage = obj["type"], obj["message"], obj.get("traceback", ""), obj.get("stage")
+    for field, value in (("type", etype), ("message", message), ("traceback", traceback)):
+        if not _is_text(value):
+            raise _refusal(f"error.{field}", value)
+    if stage is not None and not _is_text(stage):
+        raise _refusal("error.stage", stage)
+    return TaskError(type=etype, message=message, traceback=traceback, stage=stage)
+
+
+# The checks: exact types, strings UTF-8 can encode.
+def _is_text(v: Any) -> bool:
+    return type(v) is str and (v.isascii() or not _bad_text(v))
+
+
+def _is_name(v: Any) -> bool:
+    return type(v) is str and v != "" and (v.isascii() or not _bad_text(v))
+
+
+def _texts(v: list[Any]) -> bool:
+    for x in v:
+        if type(x) is not str or (not x.isascii() and _bad_text(x)):
+            return False
+    return True
+
+
+def _is_json(v: Any) -> bool:
+    return _plainly_fine(v) or _find_problem(v, "") is None  # the quick check, else the walk that decides
+
+
+def _is_time(v: Any) -> bool:
+    t = type(v)
+    return (t is float and isfinite(v)) or (t is int and v.bit_length() <= _MAX_INT_BITS)
+
+
+# The wording of refusals: what each field must be, and how to tell a value of the right kind, whose
+# problem is then a part JSON cannot hold (a str subclass, a lone surrogate, a number too long, ...).
+# A kind test of None marks a JSON value: what JSON cannot hold in it is named first, whatever its kind.
+def _str_list(v: Any, stages: tuple[str, ...]) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _opt_str(v: Any, stages: tuple[str, ...]) -> bool:
+    return v is None or isinstance(v, str)
+
+
+def _name_kind(v: Any, stages: tuple[str, ...]) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+_EXPECTED: dict[str, tuple[str, Callable[[Any, tuple[str, ...]], bool] | None]] = {
+    "id": (f"a non-empty string without {PATH_SEP!r}", lambda v, s: isinstance(v, str) and v != "" and PATH_SEP not in v),
+    "deps": ("a list of task ids", _str_list),
+    "kwdeps": ("an object of name -> task id",
+               lambda v, s: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())),
+    "name": ("a string or null", _opt_str),
+    "key": ("a string or null", _opt_str),
+    "inputs": ("an object of argument name -> JSON value", None),
+    "fn": ("a registry name", _name_kind),
+    "formatter": ("a registry name", _name_kind),
+    "parser": ("a registry name", _name_kind),
+    "input_formatter": ("a registry name", _name_kind),
+    "params": ("an object of Messages API settings", None),
+    "sample": ("a whole number >= 0", lambda v, s: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "subgraph": ("an object (the sub-graph)", lambda v, s: False),
+    "created_by": ("a task id or null", _opt_str),
+    "status": (f"one of {', '.join(STATUSES)}", lambda v, s: v in STATUSES),
+    "fingerprints": ("an object of stage ({stages}) -> string",
+                     lambda v, s: isinstance(v, dict) and all(k in s and isinstance(x, str) for k, x in v.items())),
+    "versions": ("an object of stage ({stages}) -> code version",
+                 lambda v, s: isinstance(v, dict) and all(k in s and isinstance(x, str) for k, x in v.items())),
+    "basis": ("an object of label -> digest", lambda v, s: isinstance(v, dict) and all(isinstance(x, str) for x in v.values())),
+    "reads_graph_input": ("a list of stage names ({stages})", lambda v, s: _str_list(v, s) and all(x in s for x in v)),
+    "response": ("null or an object with a string `text`", None),
+    "output": ("a JSON value", None),
+    "prompt": ("a JSON value", None),
+    "started_at": ("a number or null", lambda v, s: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "finished_at": ("a number or null", lambda v, s: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "children": ("a list of task ids", _str_list),
+    "error.type": ("a string", lambda v, s: isinstance(v, str)),
+    "error.message": ("a string", lambda v, s: isinstance(v, str)),
+    "error.traceback": ("a string", lambda v, s: isinstance(v, str)),
+    "error.stage": ("a string or null", _opt_str),
+    "output_task": ("a task id or null", _opt_str),
+}
+
+
+def _refusal(field: str, value: Any, stages: tuple[str, ...] = ()) -> _Refused:
+    """Why ``value`` was refused as ``field``: its kind if wrong, else the part JSON cannot hold exactly."""
+    expected, right_kind = _EXPECTED[field]
+    if right_kind is None or right_kind(value, stages):
+        problem = _find_problem(value, field)
+        if problem is not None:
+            return _Refused(*problem)
+    expected = expected.format(stages=", ".join(stages))
+    if field == "response":  # its own wording: the kind of a reply is not the point
+        return _Refused(field, f"expected {expected}")
+    return _Refused(field, f"expected {expected}, got {_kind(value)}")
 
 
 def _shown(value: Any) -> str:
@@ -186,277 +541,10 @@ def _kind(value: Any) -> str:
     return f"{names.get(type(value), type(value).__name__)} {text}".strip()
 
 
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str) and v != ""
-
-
-def _opt_str(v: Any) -> bool:
-    return v is None or isinstance(v, str)
-
-
-def _is_number_or_none(v: Any) -> bool:
-    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-
-
-def _str_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
-
-
-def _graph_from(obj: dict[str, Any], path: str, depth: int) -> TaskGraph:
-    from ..model.graph import TaskGraph
-
-    if depth > MAX_NESTING:
-        raise InvalidTraceError(f"sub-graphs are nested more than {MAX_NESTING} deep", path or "<root>")
-    r = _Reader(path)
-    r.obj(obj, ("format", "graph_input", "output_task", "tasks"), ("tasks",))
-    graph = TaskGraph(r.json_value(obj, "graph_input"))
-    tasks_value = r.get(obj, "tasks", lambda v: isinstance(v, list), "a list of tasks")
-    tasks = graph.tasks
-    known = tasks.__contains__
-    backward = True  # every dependency and creator so far is a task listed before: none missing, no cycle
-    parents: list[Task] = []  # tasks that list children, which usually come later
-    for i, item in enumerate(tasks_value):
-        task = _task_fast(item) or _task_from(item, r.at(f"tasks[{i}]"), depth)
-        tid = str(task.id)
-        if tid in tasks:
-            raise InvalidTraceError(f"duplicate task id `{tid}`", r.at(f"tasks[{i}].id"))
-        task.graph = graph
-        if backward:
-            backward = (all(map(known, task.deps)) and (not task.kwdeps or all(map(known, task.kwdeps.values())))
-                        and (task.created_by is None or task.created_by in tasks))
-        if task.record.children:
-            parents.append(task)
-        tasks[tid] = task
-    if not (backward and all(all(map(known, t.record.children)) for t in parents)):
-        _check_references(graph, r)  # finds what is missing or the cycle, and names it
-    output_id = r.get(obj, "output_task", _opt_str, "a task id or null")
-    if output_id is not None and output_id not in graph.tasks:
-        raise InvalidTraceError(f"`{output_id}` is not a task in this graph", r.at("output_task"))
-    graph._output_id = output_id
-    return graph
-
-
-# The fast path: most tasks of most traces have the exact shape ``to_json`` writes.
-_FAST_SIZES = {t: len({*_COMMON, *_RECORD, *_TYPE_FIELDS[t]}) for t in ("python", "llm")}
-_FAST_COMMON = (
-    "id", "deps", "kwdeps", "inputs", "children", "name", "key", "created_by", "status", "fingerprints",
-    "reads_graph_input", "response", "started_at", "finished_at", "output", "prompt", "error",
-)
-assert {*_FAST_COMMON, "type"} == {*_COMMON, *_RECORD}, "the fast path must check every field"
-_fields_of = itemgetter(*_FAST_COMMON)
-_llm_fields_of = itemgetter(*_TYPE_FIELDS["llm"])
-_STATUS_SET = frozenset(STATUSES)
-_ERROR_FIELDS = frozenset(("type", "message", "traceback", "stage"))
-
-
-def _text(v: Any) -> bool:
-    """A ``str`` (not a subclass) that UTF-8 can encode: what ``_find_problem`` accepts as a string."""
-    return type(v) is str and (v.isascii() or not _bad_text(v))
-
-
-def _opt_text(v: Any) -> bool:
-    return v is None or _text(v)
-
-
-def _texts(v: Any) -> bool:
-    if type(v) is not list:
-        return False
-    for x in v:
-        if type(x) is not str or not (x.isascii() or not _bad_text(x)):
-            return False
-    return True
-
-
-def _task_fast(item: Any) -> Task | None:
-    """The usual task, checked with straight-line code and built; None sends it to :func:`_task_from`.
-
-    Loading a large trace spends its time here, so this accepts only the shape ``to_json`` writes
-    (every field present, exact JSON types, no sub-graph) and checks it by the same rules as
-    :func:`_task_from` without building a field path per check. Everything else, valid or not, takes
-    the careful path, which accepts the same tasks and names the first problem in the others;
-    ``tests/test_trace_fast_path.py`` holds both paths to the same results.
-    """
-    if type(item) is not dict:
-        return None
-    ttype: Any = item.get("type")
-    if type(ttype) is not str or len(item) != _FAST_SIZES.get(ttype):
-        return None
-    try:  # with the count above: exactly the fields of this task type
-        (tid, deps, kwdeps, inputs, children, name, key, created_by, status, fingerprints, reads, response,
-         started, finished, output, prompt, error_obj) = _fields_of(item)
-        if ttype == "python":
-            fn = item["fn"]
-        else:
-            formatter, parser, params, sample = _llm_fields_of(item)
-    except KeyError:
-        return None
-    if not (type(tid) is str and tid and (tid.isascii() or not _bad_text(tid)) and PATH_SEP not in tid
-            and _texts(deps) and _texts(children)
-            and (name is None or _text(name)) and (key is None or _text(key))
-            and (created_by is None or _text(created_by))
-            and type(kwdeps) is dict and (not kwdeps or (_texts(list(kwdeps)) and _texts(list(kwdeps.values()))))
-            and (inputs is None or (type(inputs) is dict and (
-                not inputs or (_plainly_fine(inputs) and inputs.keys().isdisjoint(kwdeps)))))):
-        return None
-    if ttype == "python":
-        if not (type(fn) is str and fn and (fn.isascii() or not _bad_text(fn))):
-            return None
-    elif not (_text(formatter) and formatter and _text(parser) and parser and type(params) is dict
-              and (not params or _plainly_fine(params))
-              and type(sample) is int and 0 <= sample and sample.bit_length() <= 64):
-        return None
-    if not (type(status) is str and status in _STATUS_SET and type(fingerprints) is dict and type(reads) is list
-            and (started is None or (type(started) is float and isfinite(started)))
-            and (finished is None or (type(finished) is float and isfinite(finished)))
-            and (output is None or _plainly_fine(output)) and (prompt is None or _plainly_fine(prompt))
-            and (response is None or (type(response) is dict and type(response.get("text")) is str
-                                      and _plainly_fine(response)))):
-        return None
-    stages = _TYPES[ttype].stages
-    for stage, fp in fingerprints.items():
-        if type(stage) is not str or stage not in stages or type(fp) is not str or not (fp.isascii() or not _bad_text(fp)):
-            return None
-    for stage in reads:
-        if type(stage) is not str or stage not in stages:
-            return None
-    error = None
-    if error_obj is not None:
-        error = _error_fast(error_obj)
-        if error is None:
-            return None
-    return _build(ttype, item, error)
-
-
-def _error_fast(obj: Any) -> TaskError | None:
-    """A stored error of the usual shape, or None to have the careful path look at it."""
-    if type(obj) is not dict or not obj.keys() <= _ERROR_FIELDS:
-        return None
-    etype: Any
-    message: Any
-    etype, message, traceback, stage = obj.get("type"), obj.get("message"), obj.get("traceback", ""), obj.get("stage")
-    if not (_text(etype) and _text(message) and _text(traceback) and _opt_text(stage)):
-        return None
-    return TaskError(type=etype, message=message, traceback=traceback, stage=stage)
-
-
-# The careful path: each field checked in turn, so the first bad one is named.
-def _task_from(item: Any, path: str, depth: int) -> Task:
-    r = _Reader(path)
-    head = r.obj(item, (*_COMMON, *_RECORD, *sum(_TYPE_FIELDS.values(), ())), ("id", "type"))
-    ttype = head["type"]
-    if not isinstance(ttype, str) or ttype not in _TYPES:
-        raise InvalidTraceError(f"unknown task type {_shown(ttype)} (expected one of {', '.join(_TYPES)})", r.at("type"))
-    obj = r.obj(item, (*_COMMON, *_RECORD, *_TYPE_FIELDS[ttype]), (*_TYPE_FIELDS[ttype][:1], "id", "type"))
-    fields: dict[str, Any] = {
-        "id": r.get(obj, "id", valid_id, f"a non-empty string without {PATH_SEP!r}"),
-        "deps": r.get(obj, "deps", _str_list, "a list of task ids", []),
-        "kwdeps": r.get(obj, "kwdeps", lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-                        "an object of name -> task id", {}),
-        "name": r.get(obj, "name", _opt_str, "a string or null"),
-        "key": r.get(obj, "key", _opt_str, "a string or null"),
-        "inputs": _inputs(r, obj),
-    }
-    subgraph = None
-    if ttype == "python":
-        fields["fn"] = r.get(obj, "fn", _is_str, "a registry name")
-    elif ttype == "llm":
-        params = r.json_value(obj, "params") or {}
-        if not isinstance(params, dict):
-            raise InvalidTraceError(f"expected an object of Messages API settings, got {_kind(params)}", r.at("params"))
-        fields["params"] = params
-        fields["sample"] = r.get(obj, "sample", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-                                 "a whole number >= 0", 0)
-        fields["formatter"] = r.get(obj, "formatter", _is_str, "a registry name")
-        fields["parser"] = r.get(obj, "parser", _is_str, "a registry name")
-    else:
-        subgraph = _graph_from(r.get(obj, "subgraph", lambda v: isinstance(v, dict), "an object (the sub-graph)"),
-                               r.at("subgraph"), depth + 1)
-        fields["input_formatter"] = r.get(obj, "input_formatter", _is_str, "a registry name")
-    fields["created_by"] = r.get(obj, "created_by", _opt_str, "a task id or null")
-    error = _record_fields(obj, r, _TYPES[ttype].stages, fields)
-    return _build(ttype, fields, error, subgraph)
-
-
-def _inputs(r: _Reader, obj: dict[str, Any]) -> dict[str, Any]:
-    inputs = r.json_value(obj, "inputs")
-    if inputs is None:
-        return {}
-    if not isinstance(inputs, dict):
-        raise InvalidTraceError(f"expected an object of argument name -> JSON value, got {_kind(inputs)}", r.at("inputs"))
-    clash = set(inputs) & set(obj.get("kwdeps") or {})
-    if clash:
-        raise InvalidTraceError(f"{sorted(clash)} given both in `kwdeps` and in `inputs`", r.at("inputs"))
-    return inputs
-
-
-def _record_fields(obj: dict[str, Any], r: _Reader, stages: tuple[str, ...], fields: dict[str, Any]) -> TaskError | None:
-    """Check the record's fields into ``fields``; returns the stored error."""
-    fields["status"] = r.get(obj, "status", lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}", "pending")
-    fields["fingerprints"] = r.get(obj, "fingerprints", lambda v: isinstance(v, dict) and all(
-        k in stages and isinstance(x, str) for k, x in v.items()), f"an object of stage ({', '.join(stages)}) -> string", {})
-    fields["reads_graph_input"] = r.get(obj, "reads_graph_input", lambda v: _str_list(v) and all(s in stages for s in v),
-                                        f"a list of stage names ({', '.join(stages)})", [])
-    response = r.json_value(obj, "response")
-    if response is not None and not (isinstance(response, dict) and isinstance(response.get("text"), str)):
-        raise InvalidTraceError("expected null or an object with a string `text`", r.at("response"))
-    fields["response"] = response
-    error_obj = obj.get("error")
-    error = None
-    if error_obj is not None:
-        er = _Reader(r.at("error"))
-        er.obj(error_obj, ("type", "message", "traceback", "stage"), ("type", "message"))
-        error = TaskError(
-            type=er.get(error_obj, "type", lambda v: isinstance(v, str), "a string"),
-            message=er.get(error_obj, "message", lambda v: isinstance(v, str), "a string"),
-            traceback=er.get(error_obj, "traceback", lambda v: isinstance(v, str), "a string", ""),
-            stage=er.get(error_obj, "stage", _opt_str, "a string or null"),
-        )
-    fields["output"] = r.json_value(obj, "output")
-    fields["prompt"] = r.json_value(obj, "prompt")
-    fields["started_at"] = r.get(obj, "started_at", _is_number_or_none, "a number or null")
-    fields["finished_at"] = r.get(obj, "finished_at", _is_number_or_none, "a number or null")
-    fields["children"] = r.get(obj, "children", _str_list, "a list of task ids", [])
-    return error
-
-
-def _build(ttype: str, f: dict[str, Any], error: TaskError | None, subgraph: TaskGraph | None = None) -> Task:
-    """The task from fields either path has checked; copies what it keeps, so the input is never shared or changed."""
-    name, key, tid, inputs = f["name"], f["key"], f["id"], f["inputs"]
-    task: Task
-    if ttype == "python":
-        task = PythonTask(f["fn"], *f["deps"], name=name, key=key, id=tid, inputs=inputs)
-    elif ttype == "llm":
-        task = LLMTask(f["formatter"], f["parser"], *f["deps"], params=f["params"], sample=f["sample"],
-                       name=name, key=key, id=tid, inputs=inputs)
-    else:
-        assert subgraph is not None
-        task = TaskGraphTask(subgraph, f["input_formatter"], *f["deps"], name=name, key=key, id=tid, inputs=inputs)
-    task.kwdeps.update(f["kwdeps"])  # not constructor arguments: keyword names like `name` would collide
-    task.created_by = f["created_by"]
-    rec = task.record  # the empty record the constructor made, filled in place rather than replaced
-    status, response, fingerprints, reads, children = (
-        f["status"], f["response"], f["fingerprints"], f["reads_graph_input"], f["children"])
-    rec.status = "pending" if status == "running" else status  # a run that was killed mid-task
-    rec.output = f["output"]
-    rec.prompt = f["prompt"]
-    if response is not None:
-        rec.response = dict(response)
-    if fingerprints:
-        rec.fingerprints.update(fingerprints)
-    if reads:
-        rec.reads_graph_input.extend(reads)
-    rec.error = error
-    rec.started_at = f["started_at"]
-    rec.finished_at = f["finished_at"]
-    if children:
-        rec.children.extend(children)
-    return task
-
-
-def _check_references(graph: TaskGraph, r: _Reader) -> None:
+def _check_references(graph: TaskGraph, path: str) -> None:
     index = {tid: i for i, tid in enumerate(graph.tasks)}
     for tid, task in graph.tasks.items():
-        where = r.at(f"tasks[{index[tid]}]")
+        where = _at(path, f"tasks[{index[tid]}]")
         for field, refs in (("deps", task.deps), ("kwdeps", list(task.kwdeps.values())), ("children", task.record.children)):
             for ref in refs:
                 if ref not in graph.tasks:
@@ -468,7 +556,7 @@ def _check_references(graph: TaskGraph, r: _Reader) -> None:
         sorter.prepare()
     except graphlib.CycleError as exc:
         cycle = " -> ".join(f"`{t}`" for t in reversed(exc.args[1]))
-        raise InvalidTraceError(f"the dependencies form a cycle: {cycle}; remove one of these deps", r.at("tasks")) from exc
+        raise InvalidTraceError(f"the dependencies form a cycle: {cycle}; remove one of these deps", _at(path, "tasks")) from exc
 
 
 def same_spec(a: TaskGraph, b: TaskGraph) -> bool:
