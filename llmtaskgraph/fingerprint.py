@@ -11,39 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
 from typing import Any
 
 from .errors import OutputNotJSONError
 
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
-
-def _one_shot_encoder() -> Callable[[Any], str]:
-    """``_encoder.encode`` without rebuilding the C encoder on every call (a third of a fingerprint's cost).
-
-    Falls back to ``_encoder.encode`` where the C accelerator is missing or its signature differs.
-    """
-    from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-
-    try:
-        encode = c_make_encoder(None, _encoder.default, encode_basestring, None, ":", ",", True, False, False)
-        sample = {"b": [1.5, None, True, "é"], "a": ("x", 2)}
-        if "".join(encode(sample, 0)) != _encoder.encode(sample):
-            raise ValueError("different output")
-    except (TypeError, ValueError):
-        return _encoder.encode
-    return lambda value: "".join(encode(value, 0))
-
-
 #: Fingerprint of "nothing": used where an input is absent.
 NONE = "0" * 32
-_encode = _one_shot_encoder()
 
 
 def canonical(value: Any) -> str:
     """Stable JSON text for ``value`` (sorted keys, no whitespace) so equal values hash equally."""
-    return _encode(value)
+    return _encoder.encode(value)
 
 
 def digest(value: Any) -> str:
@@ -143,18 +123,21 @@ def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
     """(path, why) of the first value JSON cannot hold exactly, or None.
 
     Iterative, so deep values cannot exhaust the stack. A list or dict met again while inside itself
-    is a reference cycle; one met again elsewhere (shared) is not checked twice, which keeps values
-    built from many shared references linear to check instead of exponential.
+    is a reference cycle. One met again elsewhere (shared) is not walked twice, which keeps values
+    built from many shared references linear to check instead of exponential; but the writer writes
+    it again at each place, so its nesting counts from each place: the depth checked is the one
+    along every path, from the memoized height of each container.
     """
     if _plainly_fine(value):
         return None  # nearly every value: skip the path-building walk below, which only runs to name a problem
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    stack: list[tuple[Any, Any, int]] = [(value, path, 0)]  # (value, its path, its depth); exits: (_EXIT, container, 0)
     inside: set[int] = set()  # ids of the containers enclosing the value being checked
-    checked: dict[int, int] = {}  # container id -> the depth it was checked at
+    height: dict[int, int] = {}  # container id -> how many levels of containers it holds below itself
     while stack:
         v, p, depth = stack.pop()
         if v is _EXIT:
-            inside.discard(depth)  # for an exit marker, ``depth`` holds the container's id
+            inside.discard(id(p))
+            height[id(p)] = max((height[id(x)] + 1 for x in _items(p) if type(x) is list or type(x) is dict), default=0)
             continue
         if v is None or v is True or v is False:
             continue
@@ -172,11 +155,12 @@ def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
                 return p, "contains itself (a reference cycle), which JSON cannot hold"
             if depth >= MAX_DEPTH:
                 return p, f"is nested more than {MAX_DEPTH} lists/objects deep; flatten it"
-            if checked.get(cid, MAX_DEPTH) <= depth:
+            if cid in height:  # checked already, elsewhere: only its depth from here is new
+                if depth + height[cid] >= MAX_DEPTH:
+                    return _deepest(v, p, depth, height), f"is nested more than {MAX_DEPTH} lists/objects deep; flatten it"
                 continue
-            checked[cid] = depth
             inside.add(cid)
-            stack.append((_EXIT, p, cid))
+            stack.append((_EXIT, v, 0))
         if type(v) is float:
             if not math.isfinite(v):
                 return p, f"is {v!r}, which JSON cannot hold; use None or a string"
@@ -194,6 +178,22 @@ def _find_problem(value: Any, path: str) -> tuple[str, str] | None:
         else:
             return p, f"is of type {type(v).__name__}; convert it to str, number, bool, None, list or dict"
     return None
+
+
+def _items(container: list[Any] | dict[str, Any]) -> Any:
+    return container.values() if type(container) is dict else container
+
+
+def _deepest(v: Any, p: str, depth: int, height: dict[int, int]) -> str:
+    """The path of the container at depth :data:`MAX_DEPTH` down the deepest chain of ``v`` (met at ``depth``)."""
+    while depth < MAX_DEPTH:
+        below = height[id(v)] - 1
+        pairs = v.items() if type(v) is dict else enumerate(v)
+        for k, x in pairs:
+            if (type(x) is list or type(x) is dict) and height[id(x)] == below:
+                v, p, depth = x, f"{p}[{json.dumps(k, ensure_ascii=False) if type(k) is str else k}]", depth + 1
+                break
+    return p
 
 
 def _bad_text(text: str) -> bool:
