@@ -48,6 +48,12 @@ def check_json(value: Any, what: str, root: str = "output") -> None:
         raise OutputNotJSONError(f"{what} returned a value that is not plain JSON: `{path}` {why}")
 
 
+def json_problem(value: Any, root: str = "value") -> tuple[str, str] | None:
+    """``(path, why)`` of the first part of ``value`` JSON cannot hold exactly (the check of
+    :func:`check_json`), or None; ``root`` begins the path."""
+    return _find_problem(value, root)
+
+
 MAX_DEPTH = 256
 """Deepest nesting of lists and objects a stored value may have: the JSON encoder and decoder recurse,
 so deeper values (or a list that contains itself) could be stored but never saved, hashed or loaded."""

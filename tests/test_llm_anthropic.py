@@ -185,6 +185,26 @@ def test_malformed_json_fails_without_retry(fake_api: FakeMessagesAPI, make_llm:
     assert graph.run(REGISTRY, llm=make_llm()) == "echo: tell me about cats" and fake_api.count == 2
 
 
+@pytest.mark.parametrize(("reply", "where", "why"), [
+    ({"content": [{"type": "text", "text": "half \ud800 a pair"}]}, 'reply["text"]', "lone surrogate"),
+    ({"usage": {"input_tokens": 10**3950, "output_tokens": 1}}, 'reply["usage"]["input_tokens"]', "integer too long"),
+    ({"model": float("nan")}, 'reply["model"]', "is nan"),
+    ({"stop_reason": float("inf")}, 'reply["stop_reason"]', "is inf"),
+    ({"model": "claude-\udfff"}, 'reply["model"]', "lone surrogate"),
+])
+def test_a_reply_a_trace_cannot_store_fails_the_call_stage(
+        fake_api: FakeMessagesAPI, make_llm: MakeLLM, tmp_path: Path, reply: dict[str, Any], where: str, why: str) -> None:
+    fake_api.reply = lambda body: reply
+    graph, task = one_task()
+    run_failing(graph, make_llm())
+    assert task.status == "failed" and task.error is not None and task.error.stage == "call"
+    assert task.error.type == "LLMCallError" and task.response is None
+    assert task.error.message.startswith(f"malformed reply: `{where}`") and why in task.error.message
+    assert "[request-id req_" in task.error.message
+    graph.save(tmp_path / "trace.json")  # the failure is stored, and the trace loads
+    assert TaskGraph.load(tmp_path / "trace.json").tasks[str(task.id)].error == task.error
+
+
 def test_empty_content_gives_the_parser_an_empty_reply(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
     fake_api.enqueue(Fault.empty())
     graph, task = one_task()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from fake_messages_api import FakeMessagesAPI
 
 from llmtaskgraph import LLMTask, PythonTask, ResponseCache, TaskGraph, TaskGraphTask
+from llmtaskgraph.errors import OutputNotJSONError
 from llmtaskgraph.fingerprint import digest
 from llmtaskgraph.llm import AnthropicLLM
 
@@ -103,9 +105,55 @@ def test_unreadable_entry_is_a_miss_and_is_rewritten(tmp_path: Path) -> None:
     assert cache.get(key) == {"text": "hello"} and key in cache
     path = next(tmp_path.glob("??/*.json"))
     path.write_text('{"format": "llmtaskgraph-cache/1", "respo')
-    assert cache.get(key) is None and key not in cache
+    with pytest.warns(UserWarning, match=rf"response cache entry `{re.escape(str(path))}` cannot be read"):
+        assert cache.get(key) is None
     cache.put(key, {"text": "again"})
     assert cache.get(key) == {"text": "again"}
+
+
+@pytest.mark.parametrize(("response", "why"), [
+    ('{"text": "half \\ud800 a pair"}', "lone surrogate"),
+    ('{"text": "t", "usage": {"input_tokens": NaN}}', "is nan"),
+    ('{"text": "t", "latency": -Infinity}', "is -inf"),
+    ('{"text": "t", "usage": {"input_tokens": ' + "9" * 4000 + '}}', "integer too long"),
+    ('{"text": "t", "usage": {"input_tokens": ' + "9" * 5000 + '}}', "cannot be read"),
+    ('{"text": 3}', "no reply with a string `text`"),
+])
+def test_an_entry_a_trace_cannot_store_is_a_miss_with_a_warning_naming_its_file(
+        tmp_path: Path, response: str, why: str) -> None:
+    cache = ResponseCache(tmp_path)
+    key = digest("k")
+    cache.put(key, {"text": "hello"})
+    path = next(tmp_path.glob("??/*.json"))
+    path.write_text(f'{{"format": "llmtaskgraph-cache/1", "key": "{key}", "request": null, "response": {response}}}')
+    with pytest.warns(UserWarning, match=rf"`{re.escape(str(path))}` .*{re.escape(why)}.*counts as missing"):
+        assert cache.get(key) is None
+
+
+def test_a_poisoned_entry_is_called_again_and_rewritten(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
+) -> None:
+    notebook(1).run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    path = next(tmp_path.glob("??/*.json"))
+    entry = json.loads(path.read_text())
+    entry["response"]["usage"]["output_tokens"] = float("nan")
+    path.write_text(json.dumps(entry))  # NaN, as json.dumps writes it by default
+    again = notebook(1)
+    with pytest.warns(UserWarning, match=re.escape(str(path))):
+        again.run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert again.last_run is not None and again.last_run.llm_calls == 1 and again.last_run.llm_cache_hits == 0
+    assert fake_api.count == 2
+    again.save(tmp_path / "trace.json")
+    assert TaskGraph.load(tmp_path / "trace.json").tasks["q0"].response == again.tasks["q0"].response
+    assert ResponseCache(tmp_path).get(path.stem) == json.loads(path.read_text())["response"]  # rewritten, readable
+
+
+def test_put_refuses_an_entry_a_reader_would_refuse(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    for bad in ({"text": "\ud800"}, {"text": "t", "latency": float("nan")}, {"text": "t", "n": 10**4000}):
+        with pytest.raises(OutputNotJSONError, match="the response cache entry"):
+            cache.put(digest("k"), bad)
+    assert not list(tmp_path.rglob("*"))
 
 
 def test_key_must_be_a_fingerprint(tmp_path: Path) -> None:

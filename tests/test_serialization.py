@@ -17,6 +17,7 @@ from llmtaskgraph import (
     TaskGraphError,
     TaskGraphTask,
 )
+from llmtaskgraph.errors import OutputNotJSONError
 
 
 def full_graph() -> TaskGraph:
@@ -258,3 +259,21 @@ def test_a_format_1_trace_loads_and_replays_without_running_anything():
     graph.run(V1_REGISTRY, llm=llm, progress=False)
     assert graph.last_run.executed == [] and graph.last_run.llm_calls == 0 and llm.calls == 0
     assert graph.tasks["sub"].output == 6 and graph.tasks["plan/hat"].output == "HAT"
+
+
+# -- every trace the library saves loads --------------------------------------------------------------
+def test_a_scripted_reply_a_trace_cannot_store_fails_the_call_stage(tmp_path):
+    from llmtaskgraph import ScriptedLLM
+
+    graph = TaskGraph()
+    graph.add_task(LLMTask("fmt", "parse", name="x"))
+    reg = {"fmt": lambda ctx: "hello", "parse": lambda ctx, text: text}
+    with pytest.raises(TaskGraphError, match="`x`"):
+        graph.run(reg, llm=ScriptedLLM(lambda prompt: "half \ud800 a pair"), progress=False)
+    task = graph.tasks["x"]
+    assert task.error.stage == "call" and task.error.type == "OutputNotJSONError" and task.response is None
+    assert "ScriptedLLM script gave a reply that cannot be stored: `text` contains a lone surrogate" in task.error.message
+    graph.save(tmp_path / "trace.json")
+    assert TaskGraph.load(tmp_path / "trace.json").tasks["x"].error == task.error
+    with pytest.raises(OutputNotJSONError, match=r'script that cannot be stored: `script\["hello"\]` contains a lone'):
+        ScriptedLLM({"hello": "half \ud800 a pair"})

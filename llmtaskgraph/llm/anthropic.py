@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMCallError
+from ..fingerprint import json_problem
 from .base import LLMResponse
 
 if TYPE_CHECKING:
@@ -162,10 +163,18 @@ class AnthropicLLM:
         usage_obj = message.usage
         usage = {name: value for name in _USAGE_FIELDS if isinstance(value := getattr(usage_obj, name, None), int)}
         text = "".join(block.text for block in message.content if block.type == "text")
-        return LLMResponse(
+        response = LLMResponse(
             text=text, model=message.model, stop_reason=message.stop_reason, usage=usage, latency=latency,
             retries=attempts.retries, backend="anthropic",
         )
+        problem = json_problem(response.to_json(), "reply")
+        if problem is not None:  # a lone surrogate, NaN, a number too long for text: the trace could not be saved
+            rid = f" [request-id {attempts.request_id}]" if attempts.request_id else ""
+            raise LLMCallError(
+                f"malformed reply: `{problem[0]}` {problem[1]}; the reply was not stored{rid}",
+                error_type="malformed_reply", retries=attempts.retries, request_id=attempts.request_id,
+            )
+        return response
 
     def _call_error(self, exc: Exception, attempts: _Attempts) -> Exception:
         """Turn an SDK failure into a one-line, key-free :class:`LLMCallError` (others pass through)."""

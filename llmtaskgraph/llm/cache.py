@@ -17,8 +17,11 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from ..fingerprint import check_json, json_problem
 
 FORMAT = "llmtaskgraph-cache/1"
 _KEY = re.compile(r"^[0-9a-f]{16,128}$")
@@ -53,25 +56,47 @@ class ResponseCache:
         return self.path / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored reply for ``key``, or None. An unreadable entry counts as missing (and is re-written)."""
+        """The stored reply for ``key``, or None.
+
+        An entry that cannot be read, or that holds a value a trace cannot store (a lone surrogate,
+        NaN, a number too long for text), counts as missing, with a warning naming its file: the
+        LLM is called again and the entry re-written.
+        """
         path = self._file(key)
         try:
             with open(path, encoding="utf-8") as f:
                 entry = json.load(f)
-        except (OSError, ValueError):
+        except FileNotFoundError:
             return None
-        response = entry.get("response") if isinstance(entry, dict) and entry.get("format") == FORMAT else None
-        return response if isinstance(response, dict) and isinstance(response.get("text"), str) else None
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON, a number too long
+            _skip(path, f"cannot be read ({type(exc).__name__}: {str(exc)[:200]})")
+            return None
+        if not isinstance(entry, dict) or entry.get("format") != FORMAT:
+            _skip(path, f"is not a {FORMAT} entry")
+            return None
+        response = entry.get("response")
+        if not (isinstance(response, dict) and isinstance(response.get("text"), str)):
+            _skip(path, "holds no reply with a string `text`")
+            return None
+        problem = json_problem(response, "response")
+        if problem is not None:
+            _skip(path, f"holds a reply a trace cannot store: `{problem[0]}` {problem[1]}")
+            return None
+        return response
 
     def put(self, key: str, response: dict[str, Any], request: dict[str, Any] | None = None) -> None:
-        """Store ``response`` under ``key`` atomically (a reader sees the old entry or the new one, never half)."""
+        """Store ``response`` under ``key`` atomically (a reader sees the old entry or the new one, never half).
+
+        Raises :class:`~llmtaskgraph.errors.OutputNotJSONError` for an entry a reader would refuse.
+        """
         target = self._file(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         entry = {"format": FORMAT, "key": key, "stored_at": time.time(), "request": request, "response": response}
+        check_json(entry, f"the response cache entry for `{key}`", "entry")
+        target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}-", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, ensure_ascii=False)
+                json.dump(entry, f, ensure_ascii=False, allow_nan=False)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -86,6 +111,10 @@ class ResponseCache:
     def keys(self) -> list[str]:
         """Every stored fingerprint (in no particular order)."""
         return [p.stem for p in self.path.glob("??/*.json")]
+
+
+def _skip(path: Path, why: str) -> None:
+    warnings.warn(f"response cache entry `{path}` {why}; it counts as missing, so the LLM is called again", stacklevel=3)
 
 
 def as_store(cache: ResponseStore | str | os.PathLike[str]) -> ResponseStore:

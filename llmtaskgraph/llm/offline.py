@@ -7,7 +7,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..fingerprint import digest
+from ..errors import OutputNotJSONError
+from ..fingerprint import digest, json_problem
 from .base import LLMResponse, last_user_text
 
 OFFLINE_NOTICE = (
@@ -59,6 +60,10 @@ class ScriptedLLM:
         self.latency = latency
         self.whole_request = whole_request
         self.calls = 0
+        if not callable(script):
+            problem = json_problem(dict(script), "script")
+            if problem is not None:
+                raise OutputNotJSONError(f"a ScriptedLLM script that cannot be stored: `{problem[0]}` {problem[1]}")
         label = name or ("" if callable(script) else digest(dict(script))[:12])
         self.kind = f"scripted:{label}" if label else "scripted"
         """Part of the call fingerprint: ``scripted`` plus the script's digest or the given name."""
@@ -71,6 +76,9 @@ class ScriptedLLM:
         text = self.script(request) if self.whole_request and callable(self.script) else self.reply_for(prompt)  # type: ignore[arg-type]
         if not isinstance(text, str):
             raise TypeError(f"the ScriptedLLM script must return the reply text (str), got {type(text).__name__}")
+        problem = json_problem(text, "text")
+        if problem is not None:  # a lone surrogate: UTF-8 could not write the trace
+            raise OutputNotJSONError(f"the ScriptedLLM script gave a reply that cannot be stored: `{problem[0]}` {problem[1]}")
         return _reply(text, prompt, self.latency, "scripted")
 
     def reply_for(self, prompt: str) -> str:
