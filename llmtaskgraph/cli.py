@@ -326,7 +326,7 @@ def check_writable(out: Path) -> None:
 
 def parse_input(text: str) -> Any:
     """The value of ``--input``: JSON that a trace can hold (no NaN or Infinity, no lone surrogates)."""
-    from .fingerprint import _find_problem
+    from .fingerprint import json_problem
 
     def no_constant(name: str) -> Any:
         raise CLIError(f"--input holds {name}, which is not JSON (a trace could not save it); use null or a string")
@@ -339,7 +339,7 @@ def parse_input(text: str) -> Any:
         raise CLIError(f"--input cannot be read: {exc}") from exc
     except RecursionError as exc:
         raise CLIError("--input is nested too deeply") from exc
-    problem = _find_problem(value, "input")
+    problem = json_problem(value, "input")
     if problem is not None:
         raise CLIError(f"--input is not JSON a trace can hold: `{problem[0]}` {problem[1]}")
     return value
