@@ -224,12 +224,17 @@ async def test_an_event_from_another_thread_is_saved_on_the_loop_thread(tmp_path
 
 
 GROWING = textwrap.dedent('''
-    """A graph that grows for ever: each `step` adds the next step and a `leaf`, and logs its id."""
+    """A graph that grows for ever: each `step` adds the next step and a `leaf`, and logs its id.
+
+    Both runs log to the same file (a global the functions read is part of their code version, so
+    a different one per run would make every task run again); a resumed run starts with a marker.
+    """
     import sys, time
     from pathlib import Path
     from llmtaskgraph import OfflineLLM, PythonTask, TaskGraph
 
-    checkpoint, log, max_tasks = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]) or None
+    checkpoint, max_tasks = Path(sys.argv[1]), int(sys.argv[2]) or None
+    log = str(checkpoint) + ".log"
 
     def logged(ctx):
         with open(log, "a") as f:
@@ -248,6 +253,8 @@ GROWING = textwrap.dedent('''
         return "leaf"
 
     if checkpoint.exists():
+        with open(log, "a") as f:
+            f.write("\\n--- resumed\\n")  # (after a line the killed run may have left unfinished)
         graph = TaskGraph.load(checkpoint)
     else:
         graph = TaskGraph()
@@ -260,8 +267,9 @@ GROWING = textwrap.dedent('''
 def test_a_killed_process_resumes_from_its_checkpoint_without_repeating_completed_tasks(tmp_path: Path) -> None:
     script = tmp_path / "grow.py"
     script.write_text(GROWING)
-    path, first_log, second_log = tmp_path / "trace.json", tmp_path / "first.log", tmp_path / "second.log"
-    proc = subprocess.Popen([sys.executable, str(script), str(path), str(first_log), "0"])
+    path = tmp_path / "trace.json"
+    log = tmp_path / "trace.json.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(path), "0"])
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
@@ -280,13 +288,13 @@ def test_a_killed_process_resumes_from_its_checkpoint_without_repeating_complete
 
     completed = set(done_in(path))  # valid JSON, or json.loads raises here
     assert len(completed) >= 30
-    assert completed <= set(first_log.read_text().split())
+    assert completed <= set(log.read_text().split())
     TaskGraph.load(path)  # and a valid trace
 
-    result = subprocess.run([sys.executable, str(script), str(path), str(second_log), "20"], timeout=60,
+    result = subprocess.run([sys.executable, str(script), str(path), "20"], timeout=60,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    rerun = second_log.read_text().split()
+    rerun = log.read_text().split("\n--- resumed\n")[1].split()
     assert len(rerun) == 20
     assert not completed & set(rerun), f"completed tasks ran again: {sorted(completed & set(rerun))}"
     assert len(done_in(path)) >= len(completed) + 19  # the resumed run went on growing the same trace

@@ -12,7 +12,6 @@ from jupyter_helpers import planner_graph
 from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph
 from llmtaskgraph.views import widgets as widgets_module
 from llmtaskgraph.views.render import STATUS_COLOURS, graph_html, iter_tasks
-from llmtaskgraph.views.widgets import GraphEditor
 
 
 def test_editing_a_running_task_is_refused_with_a_message():
@@ -154,26 +153,28 @@ def in_loop() -> bool:
     return True
 
 
-def log_drawings(editor: GraphEditor, graph: TaskGraph, log: list[tuple[str, Any]]) -> None:
-    """Log each drawing with the tasks running when it was made (during the run: on the run's loop)."""
-
-    def drawn(change: dict[str, Any]) -> None:
-        now_running = running(graph)
-        assert (RUNNING in change["new"]) == bool(now_running)  # the drawing shows the graph as it is
-        log.append(("draw" if in_loop() else "final draw", now_running))
-
-    editor.view.observe(drawn, names="value")
-
-
 @pytest.fixture
-def stopped_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The editor's clock never moves: whether a change is drawn at once depends on the window alone."""
+def drawings(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """A log of the editor's drawings, each with the tasks running when it was made, for tests to add
+    events to. The editor's clock is stopped, so whether a change is drawn at once depends on the
+    window alone (and every drawing made during a run with a window is one made when it ended)."""
+    log: list[tuple[str, Any]] = []
     monkeypatch.setattr(widgets_module, "_clock", lambda: 0.0)
 
+    def logged_graph_html(graph: TaskGraph, limits: Any = None) -> str:
+        drawn = graph_html(graph, limits)
+        now_running = running(graph)
+        assert (RUNNING in drawn) == bool(now_running)  # the drawing shows the graph as it is
+        log.append(("draw" if in_loop() else "final draw", now_running))
+        return drawn
 
-def test_with_no_window_each_change_is_drawn_on_the_next_loop_turn_and_running_tasks_refuse_edits(stopped_clock):
+    monkeypatch.setattr(widgets_module, "graph_html", logged_graph_html)
+    return log
+
+
+def test_with_no_window_each_change_is_drawn_on_the_next_loop_turn_and_running_tasks_refuse_edits(drawings):
     graph, registry, llm = planner_graph()
-    log: list[tuple[str, Any]] = []
+    log = drawings
     statuses: list[str] = []
     refusals: list[str] = []
 
@@ -187,7 +188,7 @@ def test_with_no_window_each_change_is_drawn_on_the_next_loop_turn_and_running_t
 
     editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=during_run)
     editor.status.observe(lambda change: statuses.append(change["new"]), names="value")
-    log_drawings(editor, graph, log)
+    del log[:]  # (the drawing made by the constructor)
     editor.replay_button.click()
 
     # `plan` formats in a worker thread, so the loop turns while it runs: it is drawn running
@@ -196,8 +197,8 @@ def test_with_no_window_each_change_is_drawn_on_the_next_loop_turn_and_running_t
     # every drawing during the run follows an event (a burst of events costs one drawing)
     draws = [i for i, entry in enumerate(log) if entry[0] == "draw"]
     assert draws and all(log[i - 1][0] != "draw" for i in draws)
-    # the last drawing (on the loop's last turn, or the run's end) comes after every event and shows the end
-    assert log[-1][0] in ("draw", "final draw") and log[-1][1] == set()
+    # the run's end draws the final state, after every event
+    assert log[-1] == ("final draw", set()) and log[-2][0] != "final draw"
     assert editor.view.value == graph_html(graph)
     assert any(s.startswith("running: ") for s in statuses)
     assert "task `spawn` is running: wait for the run to finish" in refusals[0]
@@ -205,7 +206,7 @@ def test_with_no_window_each_change_is_drawn_on_the_next_loop_turn_and_running_t
 
 
 class WaitForDrawing:
-    """An LLM that answers only once the editor has redrawn while the call is in flight."""
+    """An LLM that answers only once the editor has drawn the graph after the call began."""
 
     kind = "wait-for-drawing"
 
@@ -213,7 +214,7 @@ class WaitForDrawing:
         self.inner = inner
         self.drawn: asyncio.Event | None = None
 
-    def view_changed(self) -> None:
+    def graph_drawn(self) -> None:
         if self.drawn is not None:
             self.drawn.set()
 
@@ -226,44 +227,48 @@ class WaitForDrawing:
         return await self.inner.complete(request)
 
 
-def test_a_change_inside_the_window_is_drawn_when_the_window_ends_without_waiting_for_another_event(stopped_clock):
+def test_a_change_inside_the_window_is_drawn_when_the_window_ends_without_waiting_for_another_event(drawings, monkeypatch):
     graph, registry, llm = planner_graph()
     waiting_llm = WaitForDrawing(llm)
-    log: list[tuple[str, Any]] = []
-    # The clock never moves, so every change falls inside the window of the drawing before it.
+    log = drawings
+    # The clock is stopped, so every change falls inside the window of the drawing before it.
     editor = graph.editor(registry, llm=waiting_llm, refresh_interval=0.01, on_event=lambda e: log.append((e.kind, e.path)))
-    log_drawings(editor, graph, log)
-    editor.view.observe(lambda change: waiting_llm.view_changed(), names="value")
+    drawn = widgets_module.graph_html
+
+    def draw_and_tell(graph: TaskGraph, limits: Any = None) -> str:
+        html = drawn(graph, limits)
+        waiting_llm.graph_drawn()
+        return html
+
+    monkeypatch.setattr(widgets_module, "graph_html", draw_and_tell)
     editor.replay_button.click()
     assert graph.output == "3 steps, size 7"
     # no event comes while the LLM call waits: only the redraw at the window's end can come
     started, finished = log.index(("llm_started", "plan")), log.index(("llm_finished", "plan"))
     assert log[started + 1:finished] == [("draw", {"plan"})]
-    assert log[-1][0] in ("draw", "final draw") and log[-1][1] == set()
-    assert editor.view.value == graph_html(graph)
+    assert log[-1] == ("final draw", set())
 
 
-def test_the_run_end_draws_the_last_change_even_inside_the_window(stopped_clock):
+def test_the_run_end_draws_the_last_change_even_inside_the_window(drawings):
     graph, registry, llm = planner_graph()
-    log: list[tuple[str, Any]] = []
+    log = drawings
     editor = graph.editor(registry, llm=llm, refresh_interval=3600, on_event=lambda e: log.append((e.kind, e.path)))
-    log_drawings(editor, graph, log)
+    del log[:]  # (the drawing made by the constructor)
     editor.replay_button.click()  # returns at once: the redraw due in an hour is dropped with the run
     assert [entry for entry in log if "draw" in entry[0]] == [("final draw", set())]
     assert log[-1] == ("final draw", set()) and log[-2] == ("task_finished", "report")
     assert editor.view.value == graph_html(graph)
 
 
-def test_the_users_listeners_get_every_event_and_one_that_raises_does_not_stop_the_live_view(stopped_clock):
+def test_the_users_listeners_get_every_event_and_one_that_raises_does_not_stop_the_live_view(drawings):
     graph, registry, llm = planner_graph()
     seen: list[str] = []
 
     def broken(event):
         raise RuntimeError("a bug in the user's listener")
 
-    log: list[tuple[str, Any]] = []
+    log = drawings
     editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=[lambda e: seen.append(e.kind), broken])
-    log_drawings(editor, graph, log)
     with pytest.warns(RuntimeWarning, match="a bug in the user's listener"):
         editor.replay_button.click()
     assert "replayed: " in editor.message.value and graph.output == "3 steps, size 7"
