@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LLMTaskGraphError, TaskGraphError
+from ..errors import GraphValidationError, LLMTaskGraphError, TaskGraphError
 from ..model.tasks import LLMTask, Task
 from ..run.plan import stale_paths
 from ..run.progress import ProgressCounter
@@ -255,9 +255,11 @@ class GraphEditor:
                 try:
                     value = json.loads(text)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"the {name} of task `{task.id}` is not valid JSON ({exc}); nothing was changed") from exc
+                    raise GraphValidationError(
+                        f"the {name} of task `{task.id}` is not valid JSON ({exc}); nothing was changed"
+                    ) from exc
             task.edit(**{"response" if name == "reply" else name: value})
-        except (ValueError, TypeError) as exc:
+        except (LLMTaskGraphError, ValueError, TypeError) as exc:  # (an edit that cannot be stored)
             self._say(str(exc), error=True)
             return False
         again = len(stale_paths(self.graph))
