@@ -243,7 +243,7 @@ def mutate(data: Any, rng: random.Random) -> str:
         else:
             target.append(target)
     elif kind == "format":
-        data["format"] = rng.choice(["llmtaskgraph/2", "llmtaskgraph/1 ", None, 1, ["llmtaskgraph/1"]])
+        data["format"] = rng.choice(["llmtaskgraph/3", "llmtaskgraph/1 ", None, 1, ["llmtaskgraph/1"], "llmtaskgraph/1"])
     elif kind == "extra_field":
         if isinstance(parent, dict):
             parent[rng.choice(["__class__", "eval", "x", "__proto__"])] = "surprise"
