@@ -270,7 +270,7 @@ class _Shape:
             itemgetter(*_TYPE_FIELDS[ttype]) if ttype != "python" else lambda item: (item["fn"],))
         defaults = {"deps": [], "kwdeps": {}, "status": "pending", "fingerprints": {}, "versions": {}, "basis": {},
                     "reads_graph_input": [], "children": [], "sample": 0}
-        self.defaults = tuple((name, defaults.get(name)) for name in self.names)
+        self.defaults = tuple(defaults.get(name) for name in self.names)
         self.own_names = _TYPE_FIELDS[ttype]
         self.required = self.own_names[0]
         self.stages = _TYPES[ttype].stages
@@ -278,6 +278,7 @@ class _Shape:
 
 _SHAPES = {ttype: _Shape(ttype) for ttype in _TYPES}
 _ANY_FIELD = tuple(dict.fromkeys(name for shape in _SHAPES.values() for name in shape.names))
+_ANY_SET = frozenset(_ANY_FIELD)
 _STATUS_SET = frozenset(STATUSES)
 _RESERVED = Task.RESERVED
 
@@ -397,9 +398,9 @@ def _task(item: Any, path: str, index: int, depth: int) -> Task:
 
 def _one_by_one(item: dict[Any, Any]) -> tuple[_Shape, tuple[Any, ...], tuple[Any, ...]]:
     """The fields of a task not in the exact shape ``to_json`` writes: absent ones get their default."""
-    for key in item:
-        if key not in _ANY_FIELD:
-            raise _Refused(str(key), f"unknown field (expected one of {', '.join(_ANY_FIELD)})")
+    if not item.keys() <= _ANY_SET:
+        key = next(k for k in item if k not in _ANY_SET)
+        raise _Refused(str(key), f"unknown field (expected one of {', '.join(_ANY_FIELD)})")
     for key in ("id", "type"):
         if key not in item:
             raise _Refused(key, "required field is missing")
@@ -407,13 +408,14 @@ def _one_by_one(item: dict[Any, Any]) -> tuple[_Shape, tuple[Any, ...], tuple[An
     if type(ttype) is not str or ttype not in _SHAPES:
         raise _Refused("type", f"unknown task type {_shown(ttype)} (expected one of {', '.join(_TYPES)})")
     shape = _SHAPES[ttype]
-    for key in item:
-        if key not in shape.set:
-            raise _Refused(str(key), f"unknown field (expected one of {', '.join(shape.names)})")
+    if not item.keys() <= shape.set:
+        key = next(k for k in item if k not in shape.set)
+        raise _Refused(str(key), f"unknown field (expected one of {', '.join(shape.names)})")
     if shape.required not in item:
         raise _Refused(shape.required, "required field is missing")
-    values = tuple(item.get(name, default) for name, default in shape.defaults)
-    return shape, values[:-len(shape.own_names)], values[-len(shape.own_names):]
+    values = tuple(map(item.get, shape.names, shape.defaults))
+    own = len(shape.own_names)
+    return shape, values[:-own], values[-own:]
 
 
 def _error(obj: Any) -> TaskError:
