@@ -353,14 +353,19 @@ def test_loading_shares_no_container_with_its_input() -> None:
     assert graph.to_json() == data == before
 
 
-def test_loading_leaves_the_collector_as_it_found_it() -> None:
+def test_loading_leaves_the_collector_as_it_found_it(tmp_path: Path) -> None:
     data = base_trace()
     bad = copy.deepcopy(data)
     bad["tasks"][3]["deps"] = [7]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    (tmp_path / "broken.json").write_text("{")
     assert gc.isenabled()
     TaskGraph.from_json(data)
     with pytest.raises(InvalidTraceError):
         TaskGraph.from_json(bad)
+    for name in ("bad.json", "broken.json"):
+        with pytest.raises(InvalidTraceError):
+            TaskGraph.load(tmp_path / name)
     assert gc.isenabled()
     gc.disable()
     try:

@@ -137,11 +137,12 @@ def load(path: Path) -> TaskGraph:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidTraceError(f"`{path}` is not UTF-8 text ({exc})") from exc
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or a number too long to read
-        raise InvalidTraceError(f"`{path}` is not valid JSON: {exc}") from exc
-    return graph_from_json(data)
+    with _collector_paused():  # parsing, too, makes only what the loaded graph keeps
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or a number too long to read
+            raise InvalidTraceError(f"`{path}` is not valid JSON: {exc}") from exc
+        return graph_from_json(data)
 
 
 def graph_from_json(data: Any) -> TaskGraph:
