@@ -320,8 +320,8 @@ def test_failure_records_error_blocks_descendants_and_lets_independent_branches_
 
 def test_failure_state_survives_json_and_resumes_after_loading():
     graph = make_failing_graph()
-    with pytest.raises(TaskGraphError):
-        graph.run({"ok": lambda ctx, *a: "fine", "bad": lambda ctx, *a: 1 / 0})
+    with pytest.raises(TaskGraphError):  # (counted like the fixed registry below: same code, same versions)
+        graph.run(CountingRegistry({"ok": lambda ctx, *a: "fine", "bad": lambda ctx, *a: 1 / 0}))
     loaded = TaskGraph.from_json(graph.to_json())
     assert loaded.tasks["bad"].error.type == "ZeroDivisionError"
     fixed = CountingRegistry({"ok": lambda ctx, *a: "fine", "bad": lambda ctx, *a: "fixed"})

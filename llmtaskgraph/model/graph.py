@@ -408,8 +408,7 @@ class TaskGraph:
             self.last_run = shared.report
             detach()
             finish_checkpoint()
-            if shared.executor is not None:
-                shared.executor.shutdown(wait=False)
+            shared.calls.close()
         if shared.report.adopted_versions:
             warnings.warn(
                 f"{shared.report.adopted_versions} stored result(s) came from a trace saved before code versions existed: "

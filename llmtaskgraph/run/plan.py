@@ -136,8 +136,8 @@ class _Planner:
         self.resampled = resampled
         self.creators_noted = False
 
-    def graph(self, graph: TaskGraph, prefix: str, input_known: bool) -> bool:
-        """Plan the tasks of ``graph``; returns whether any will run."""
+    def graph(self, graph: TaskGraph, prefix: str, input_known: bool) -> set[str]:
+        """Plan the tasks of ``graph``; returns the ids of those that will run."""
         plan = self.plan
         changing: set[str] = set()
         memo = Memo(graph, self.versions, self.llm_kind, changing, input_known)
@@ -152,13 +152,16 @@ class _Planner:
                 assert stage is not None
                 input_runs = stage.name == "input"
                 at = len(plan.will_run)
-                inner = self.graph(task.subgraph, path + PATH_SEP, input_known and not input_runs)
+                # its own input stage decides its sub-graph's input: known unless that stage runs
+                inner = self.graph(task.subgraph, path + PATH_SEP, not input_runs)
                 if not (input_runs or inner):
                     plan.reused.append(path)
                     continue
                 plan.will_run.insert(at, path)
                 plan.reasons[path] = reasons if input_runs else ["tasks inside it run"]
-                changing.add(tid)
+                result = task.subgraph.result_task()
+                if result is not None and result.id in inner:  # else its output stays what it is
+                    changing.add(tid)
                 continue
             if stage is None:
                 plan.reused.append(path)
@@ -172,7 +175,7 @@ class _Planner:
                                   "are planned as they are now (they may add others)")
             if isinstance(task, LLMTask) and stage.name in ("format", "call"):
                 self._count_call(task, stage.name, memo)
-        return bool(changing)
+        return changing
 
     def _count_call(self, task: LLMTask, stage: str, memo: Memo) -> None:
         plan = self.plan

@@ -230,7 +230,7 @@ class Run:
             shared.emit("task_started", path, task)
         try:
             outcome = await run_stages(self, task, start)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, KeyboardInterrupt):  # (Ctrl-C inside a function called inline)
             rec.status = "pending"
             rec.finished_at = time.time()
             self.running.pop(str(task.id), None)

@@ -111,7 +111,7 @@ async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwa
         if backend is not None and stage.name == "run" and backend.handles(fn_name):
             result = await backend.run(fn_name, fn, ctx, args, kwargs)
         else:
-            result = await shared.start(fn, ctx, *args, **kwargs)
+            result = await shared.calls.call(fn, ctx, *args, **kwargs)
         if result is not None:  # None is JSON: no need to build the message below
             # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
             if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import inspect
 import math
 import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from ..errors import RunOptionsError
 from ..llm.base import LLMBackend
 from ..memo.code import CodeVersions
 from ..model.registry import Registry
+from .calls import FunctionCaller
 
 if TYPE_CHECKING:
     from ..backends import ExecutionBackend
@@ -257,11 +255,11 @@ class RunState:
 
             self.cache = as_store(options.cache)
         self.semaphore = asyncio.Semaphore(options.max_concurrency)
-        self.executor: ThreadPoolExecutor | None = None
+        self.calls = FunctionCaller(options.max_workers)
+        """Calls the registry functions (see :mod:`.calls`)."""
         self.deadline = None if options.timeout is None else time.monotonic() + options.timeout
         self.started = 0
         """Tasks that executed, sub-graph tasks counted by their inner tasks: what ``max_tasks`` bounds."""
-        self.is_async: dict[Callable[..., Any], bool] = {}
         on_event = options.on_event
         self.listeners: list[Callable[[RunEvent], None]] = (
             [] if on_event is None else [on_event] if callable(on_event) else list(on_event)
@@ -304,21 +302,3 @@ class RunState:
             elif path in opts.break_before:
                 report.stopped = f"break_before:{path}"
         return report.stopped is None
-
-    def run_sync_fn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
-        if self.executor is None:
-            self.executor = ThreadPoolExecutor(self.options.max_workers, thread_name_prefix="llmtaskgraph")
-        return asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
-
-    def start(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
-        """Start ``fn``: an async function as a coroutine for the loop, a plain one in a worker thread.
-
-        Returns the awaitable itself rather than being a coroutine, which saves a frame per task.
-        """
-        is_async = self.is_async.get(fn)
-        if is_async is None:
-            # also catches callable objects whose __call__ is async
-            is_async = self.is_async[fn] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-                type(fn).__call__
-            )
-        return fn(*args, **kwargs) if is_async else self.run_sync_fn(fn, *args, **kwargs)
