@@ -209,3 +209,13 @@ def _bad_text(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+def json_copy(value: Any) -> Any:
+    """A copy of a JSON value sharing nothing mutable with it (strings and numbers are immutable)."""
+    t = type(value)
+    if t is list:
+        return [v if type(v) in (str, int, float, bool) or v is None else json_copy(v) for v in value]
+    if t is dict:
+        return {k: v if type(v) in (str, int, float, bool) or v is None else json_copy(v) for k, v in value.items()}
+    return value

@@ -179,6 +179,7 @@ def test_a_trace_saved_before_code_versions_adopts_them_once_and_says_so():
     graph = TaskGraph.load(FIXTURE)
     plan = graph.plan(registry, llm=OfflineLLM())
     assert plan.will_run == [] and plan.llm_calls == 0
+    assert any("no code version" in note for note in plan.notes)
     with pytest.warns(UserWarning, match="saved before code versions"):
         graph.run(registry, llm=OfflineLLM())
     assert graph.last_run is not None and graph.last_run.executed == [] and graph.last_run.adopted_versions > 0
@@ -201,3 +202,10 @@ def test_a_list_or_dict_the_function_changes_itself_is_its_state_not_its_input()
     assert (code_version(ns["f"]), code_version(g)) == (before, before_g)
     ns["EXAMPLES"].append("b: 2")  # data it only reads: an input
     assert code_version(ns["f"]) != before
+
+
+def test_attribute_names_are_not_read_as_module_globals():
+    ns = cell("items = [1, 2]\ndef f(ctx, d):\n    return list(d.items())\n")
+    before = code_version(ns["f"])
+    ns["items"] = [3]
+    assert code_version(ns["f"]) == before

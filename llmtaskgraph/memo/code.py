@@ -201,8 +201,9 @@ def _state_names(code: types.CodeType) -> set[str]:
 
 
 def _global_names(code: types.CodeType) -> set[str]:
-    """Names the code (and the code nested in it) may load from its module."""
-    names = set(code.co_names)
+    """Names the code (and the code nested in it) loads from its module (not attribute names: ``d.items()``
+    reads no global ``items``)."""
+    names = {str(ins.argval) for ins in dis.get_instructions(code) if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _global_names(const)

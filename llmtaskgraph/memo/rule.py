@@ -89,18 +89,18 @@ class Memo:
             part = deps_part if deps_part is not None else self._deps_part(task)
             if part is None:
                 return None
-            return stage_fingerprint(stage.name, task.function_names()[str(stage.role)], part, gi)
+            return stage_fingerprint(stage.name, task.function_of(stage), part, gi)
         if stage.reads == "prompt":
             kind = self.llm_kind if self.llm_kind is not None else rec.basis.get("backend")
             return stage_fingerprint("call", kind, build_request(rec.prompt, getattr(task, "params", None)),
                                      getattr(task, "sample", 0))
         if stage.reads == "reply":
             text = (rec.response or {}).get("text")
-            return stage_fingerprint(stage.name, task.function_names()[str(stage.role)], digest(text), gi)
+            return stage_fingerprint(stage.name, task.function_of(stage), digest(text), gi)
         return None  # "subgraph": its own tasks are memoized one by one
 
     def _version(self, task: Task, stage: Stage) -> str | None:
-        return None if stage.role is None else self.versions(task.function_names()[stage.role])
+        return None if stage.role is None else self.versions(task.function_of(stage))
 
     def _code_changed(self, task: Task, stage: Stage) -> bool:
         """Whether the stored result was computed by other code than now (unknown on either side: no)."""
@@ -208,6 +208,8 @@ class Memo:
         if stored == INVALIDATED:
             return ["invalidated (`graph.invalidate`)"]
         if stored is None:
+            if stage.reads == "reply" and (rec.response or {}).get("edited"):
+                return ["reply edited"]
             if rec.error is not None:
                 return [f"failed last time ({rec.error.type} in {rec.error.stage or stage.name})"]
             if not rec.fingerprints:
@@ -215,7 +217,7 @@ class Memo:
             return [f"{stage.name} never ran"]
         reasons: list[str] = []
         if stage.role is not None and self._code_changed(task, stage):
-            reasons.append(f"code of `{task.function_names()[stage.role]}` changed")
+            reasons.append(f"code of `{task.function_of(stage)}` changed")
         if stage.reads == "deps":
             reasons += self._deps_reasons(task)
         if stage.reads in ("deps", "reply") and stage.name in rec.reads_graph_input:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..fingerprint import json_copy
+
 if TYPE_CHECKING:
     from ..run.scheduler import Run
     from .graph import TaskGraph
@@ -37,8 +39,6 @@ class TaskContext:
         A copy, made once per call of the function: changing it changes nothing stored.
         """
         if not self.read_graph_input:
-            from ..run.stages import json_copy
-
             self.read_graph_input = True
             self._input = json_copy(self._graph.graph_input)
         return self._input

@@ -382,10 +382,28 @@ class TaskGraph:
         misspelt or nonsense one is refused before anything runs. Raises :class:`TaskGraphError` naming
         every failed task; completed outputs stay in the trace.
         """
-        return run_sync(lambda: self.arun(registry, **options))
+        try:
+            return run_sync(lambda: self._arun(registry, options))
+        finally:
+            self._say_adopted(stacklevel=3)
 
     async def arun(self, registry: Registry, **options: Unpack[RunSettings]) -> Any:
         """The async form of :meth:`run`."""
+        try:
+            return await self._arun(registry, options)
+        finally:
+            self._say_adopted(stacklevel=3)
+
+    def _say_adopted(self, stacklevel: int) -> None:
+        report = self.last_run
+        if report is not None and report.adopted_versions and not report.adoption_said:
+            report.adoption_said = True
+            warnings.warn(
+                f"{report.adopted_versions} stored result(s) came from a trace saved before code versions existed: "
+                "they were kept and now carry the current version of their functions (changes made to those "
+                "functions earlier are not detected; `graph.invalidate(...)` re-runs a task)", stacklevel=stacklevel)
+
+    async def _arun(self, registry: Registry, options: RunSettings) -> Any:
         if self._active is not None:
             raise GraphValidationError("this graph is already running; wait for that run to end (or call graph.stop())")
         check_registry(registry, self.required_functions())
@@ -409,11 +427,6 @@ class TaskGraph:
             detach()
             finish_checkpoint()
             shared.calls.close()
-        if shared.report.adopted_versions:
-            warnings.warn(
-                f"{shared.report.adopted_versions} stored result(s) came from a trace saved before code versions existed: "
-                "they were kept and now carry the current version of their functions (changes made to those "
-                "functions earlier are not detected; `graph.invalidate(...)` re-runs a task)", stacklevel=2)
         if shared.report.failed:
             raise TaskGraphError(shared.report.failed)
         return self.output

@@ -40,6 +40,8 @@ class Stage:
     or ``subgraph`` (the sub-graph's own tasks, memoized one by one)."""
     writes: str
     """The record field its result goes to: ``output``, ``prompt`` or ``response``."""
+    attr: str | None = None
+    """The task attribute holding the registry name of its function (``fn_name``, ``parser_name``, ...)."""
 
 
 @dataclass
@@ -183,8 +185,12 @@ class Task:
 
     # -- spec -------------------------------------------------------------------------------------
     def function_names(self) -> dict[str, str]:
-        """Role -> registry name of every function this task calls."""
-        raise NotImplementedError
+        """Role -> registry name of every function this task calls (from its stage table)."""
+        return {str(s.role): getattr(self, str(s.attr)) for s in self.stage_table if s.attr is not None}
+
+    def function_of(self, stage: Stage) -> str:
+        """The registry name of the function ``stage`` calls."""
+        return str(getattr(self, str(stage.attr)))
 
     def all_deps(self) -> list[str]:
         return [*self.deps, *self.kwdeps.values()]
@@ -285,7 +291,7 @@ class PythonTask(Task):
     """A plain registry function: ``fn(ctx, *dep_outputs, **kwdep_outputs) -> JSON value``."""
 
     type = "python"
-    stage_table = (Stage("run", "fn", "deps", "output"),)
+    stage_table = (Stage("run", "fn", "deps", "output", "fn_name"),)
 
     def __init__(
         self, fn_name: str, *deps: Task | str, name: str | None = None, id: str | None = None,
@@ -295,8 +301,6 @@ class PythonTask(Task):
         super().__init__(deps, kwdeps, name, id, key, inputs)
         """Registry name of the function."""
 
-    def function_names(self) -> dict[str, str]:
-        return {"fn": self.fn_name}
 
 
 class LLMTask(Task):
@@ -304,9 +308,9 @@ class LLMTask(Task):
 
     type = "llm"
     stage_table = (
-        Stage("format", "formatter", "deps", "prompt"),
+        Stage("format", "formatter", "deps", "prompt", "formatter_name"),
         Stage("call", None, "prompt", "response"),
-        Stage("parse", "parser", "reply", "output"),
+        Stage("parse", "parser", "reply", "output", "parser_name"),
     )
 
     def __init__(
@@ -324,8 +328,6 @@ class LLMTask(Task):
         self.sample = sample
         """Sample number, part of the call fingerprint: bump it to draw a fresh reply."""
 
-    def function_names(self) -> dict[str, str]:
-        return {"formatter": self.formatter_name, "parser": self.parser_name}
 
     def _spec(self) -> tuple[Any, ...]:
         return (*super()._spec(), self.params)
@@ -364,7 +366,10 @@ class TaskGraphTask(Task):
     """A sub-graph used like a function: its input formatter's result becomes the sub-graph's input."""
 
     type = "graph"
-    stage_table = (Stage("input", "input_formatter", "deps", "prompt"), Stage("subgraph", None, "subgraph", "output"))
+    stage_table = (
+        Stage("input", "input_formatter", "deps", "prompt", "input_formatter_name"),
+        Stage("subgraph", None, "subgraph", "output"),
+    )
 
     def __init__(
         self, subgraph: TaskGraph, input_formatter_name: str, *deps: Task | str, name: str | None = None,
@@ -377,8 +382,6 @@ class TaskGraphTask(Task):
         self.subgraph = subgraph
         """The graph this task runs; its ``graph_input`` is set from the input formatter."""
 
-    def function_names(self) -> dict[str, str]:
-        return {"input_formatter": self.input_formatter_name}
 
     def nesting(self) -> int:
         """How many sub-graphs deep this task's graph goes (1 when its sub-graph holds no sub-graph)."""

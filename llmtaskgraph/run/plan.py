@@ -11,13 +11,14 @@ token counter is called; the only I/O is looking up the response cache when ``ca
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..memo.code import CodeVersions
 from ..memo.rule import Memo
-from ..model.tasks import INVALIDATED, PATH_SEP, LLMTask, Task, TaskGraphTask
+from ..model.tasks import EDITED, INVALIDATED, PATH_SEP, LLMTask, Task, TaskGraphTask
 
 if TYPE_CHECKING:
     from ..llm.cache import ResponseStore
@@ -57,7 +58,9 @@ class Plan:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        e = html.escape
+        def e(text: str) -> str:  # escaped, with `names` as code
+            return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
         rows = "".join(
             f"<tr><td style='text-align:left;font-family:monospace'>{e(p)}</td>"
             f"<td style='text-align:left'>{e('; '.join(self.reasons.get(p, [])))}</td></tr>" for p in self.will_run
@@ -104,7 +107,11 @@ def make_plan(graph: TaskGraph, registry: Registry | None, options: RunSettings)
                      and (t in chosen or graph._inside(t, chosen))]
     else:
         resampled = ()
-    _Planner(plan, versions, run_options.llm.kind, cache, resampled).graph(graph, "", True)
+    planner = _Planner(plan, versions, run_options.llm.kind, cache, resampled)
+    planner.graph(graph, "", True)
+    if planner.unversioned and registry is not None:
+        plan.notes.append(f"{planner.unversioned} stored result(s) have no code version (a trace saved before versions "
+                          "existed): the run keeps them and adopts the current code; changes made earlier go unseen")
     if run_options.max_tasks is not None or run_options.timeout is not None or run_options.break_before or run_options.break_after:
         plan.notes.append("bounds (max_tasks, timeout, break_before, break_after) are not applied: "
                           "this is everything the run would do without them")
@@ -135,6 +142,8 @@ class _Planner:
         self.cache = cache
         self.resampled = resampled
         self.creators_noted = False
+        self.unversioned = 0
+        """Reused stages with no code version: from a trace saved before versions existed."""
 
     def graph(self, graph: TaskGraph, prefix: str, input_known: bool) -> set[str]:
         """Plan the tasks of ``graph``; returns the ids of those that will run."""
@@ -165,6 +174,9 @@ class _Planner:
                 continue
             if stage is None:
                 plan.reused.append(path)
+                rec = task.record
+                self.unversioned += sum(s.attr is not None and s.name in rec.fingerprints and s.name not in rec.versions
+                                        and rec.fingerprints[s.name] != EDITED for s in task.stage_table)
                 continue
             plan.will_run.append(path)
             plan.reasons[path] = reasons

@@ -16,7 +16,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMTaskGraphError, MissingFunctionError, OutputNotJSONError
-from ..fingerprint import check_json
+from ..fingerprint import check_json, json_copy
 from ..llm.base import build_request
 from ..model.context import TaskContext
 from ..model.registry import lookup
@@ -25,7 +25,7 @@ from ..model.tasks import PATH_SEP, Stage, Task, TaskGraphTask
 if TYPE_CHECKING:
     from .scheduler import Run
 
-__all__ = ["StageError", "SubgraphFailed", "json_copy", "run_stages"]
+__all__ = ["StageError", "SubgraphFailed", "run_stages"]
 
 _JSON_TYPES = (str, int, float, list, dict, type(None))
 
@@ -40,16 +40,6 @@ class StageError(Exception):
 
 class SubgraphFailed(LLMTaskGraphError):
     """A TaskGraphTask failed because tasks in its sub-graph failed (they are listed)."""
-
-
-def json_copy(value: Any) -> Any:
-    """A copy of a JSON value sharing nothing mutable with it (strings and numbers are immutable)."""
-    t = type(value)
-    if t is list:
-        return [v if type(v) in (str, int, float, bool) or v is None else json_copy(v) for v in value]
-    if t is dict:
-        return {k: v if type(v) in (str, int, float, bool) or v is None else json_copy(v) for k, v in value.items()}
-    return value
 
 
 async def run_stages(run: Run, task: Task, start: Stage) -> str:
@@ -98,7 +88,7 @@ def _arguments(run: Run, task: Task) -> tuple[list[Any], dict[str, Any]]:
 async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, bool]:
     """Call the registry function of ``stage``; returns its JSON-checked result and whether it read the input."""
     shared = run.shared
-    fn_name = task.function_names()[str(stage.role)]
+    fn_name = task.function_of(stage)
     fn = lookup(shared.registry, fn_name)
     if fn is None:
         raise StageError(stage.name, MissingFunctionError({fn_name: [run.prefix + str(task.id)]}))
@@ -106,12 +96,14 @@ async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwa
     shared.report.calls[fn_name] += 1
     rec = task.record
     rec.fingerprints.pop(stage.name, None)
-    backend = shared.backend
+    backend, calls = shared.backend, shared.calls
     try:
         if backend is not None and stage.name == "run" and backend.handles(fn_name):
             result = await backend.run(fn_name, fn, ctx, args, kwargs)
+        elif calls.is_async(fn):
+            result = await fn(ctx, *args, **kwargs)
         else:
-            result = await shared.calls.call(fn, ctx, *args, **kwargs)
+            result = await calls.call(fn, ctx, *args, **kwargs)
         if result is not None:  # None is JSON: no need to build the message below
             # e.g. a partial or lambda wrapping an async function; JSON values are never awaitable
             if not isinstance(result, _JSON_TYPES) and inspect.isawaitable(result):

@@ -226,6 +226,7 @@ class RunReport:
     adopted_versions: int = 0
     """Reused stages that had no code version (a trace written before versions existed) and adopted the
     current one: edits made to their functions before this run are not detected."""
+    adoption_said: bool = field(default=False, repr=False)
     llm_cache_hits: int = 0
     """Replies taken from the persistent response cache (run option ``cache=``) instead of calling."""
     failed: list[tuple[str, str]] = field(default_factory=list)
