@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from math import isfinite
 from operator import itemgetter
 from pathlib import Path
+from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidTraceError
@@ -392,7 +393,10 @@ def _task(item: Any, path: str, index: int, depth: int) -> Task:
     task.record = TaskRecord(  # by position, twice as fast as by keyword; a test holds each field to its place
         "pending" if status == "running" else status,  # "running": a run that was killed mid-task
         output, prompt, None if response is None else {**response}, {**fingerprints}, [*reads], error,
-        started, finished, [*children], {**versions}, {**basis},
+        started, finished, [*children],
+        # a version or backend is the same text in many tasks: one string object for all of them
+        {k: intern(v) for k, v in versions.items()} if versions else {},
+        {k: intern(v) if k == "backend" else v for k, v in basis.items()} if basis else {},
     )
     return task  # type: ignore[no-any-return]
 
