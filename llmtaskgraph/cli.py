@@ -39,7 +39,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .errors import GraphValidationError, InvalidTraceError, MissingFunctionError, TaskGraphError
 from .model.graph import TaskGraph
-from .trace.summary import count_text, seconds_text, shorten, task_rows, terminal_safe, totals, utc_time
+from .text import count_text, seconds_text, shorten, terminal_safe
+from .trace.summary import task_rows, totals, utc_time
 
 if TYPE_CHECKING:
     from .run.plan import Plan

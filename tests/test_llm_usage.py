@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -87,3 +88,36 @@ def test_offline_usage_is_labelled_by_model() -> None:
     usage = graph.usage()
     assert usage.calls == 5 and list(usage.by_model) == ["offline"] and usage.input_tokens > 0
     assert Usage().calls == 0 and TaskGraph().usage() == Usage()
+
+
+def hand_edited(**fields: Any) -> TaskGraph:
+    """``build()`` run offline, saved, its first reply (`o0`) and its sub-graph's first (`s0`) given
+    ``fields`` (``input_tokens`` and the like go into ``usage``), and loaded back as ``TaskGraph.load`` would."""
+    graph = build()
+    graph.run(REGISTRY, llm=OfflineLLM())
+    data = json.loads(json.dumps(graph.to_json()))
+    sub = next(t for t in data["tasks"] if t["id"] == "sub")
+    for task in (data["tasks"][0], sub["subgraph"]["tasks"][0]):
+        for key, value in fields.items():
+            (task["response"]["usage"] if key.endswith("_tokens") else task["response"])[key] = value
+    return TaskGraph.from_json(json.loads(json.dumps(data)))
+
+
+def test_usage_of_a_trace_holding_numbers_beyond_a_float_leaves_them_out_of_the_seconds() -> None:
+    usage = hand_edited(latency=10**400).usage()  # valid JSON; float(10**400) raises OverflowError
+    assert usage.calls == 5 and usage.llm_seconds == 0.0  # the replies count, their latency does not
+    assert usage.by_model["offline"].calls == 5
+    assert hand_edited(latency=0.5).usage().llm_seconds == 1.0
+    assert hand_edited(latency=True).usage().llm_seconds == 0.0  # not a number of seconds either
+
+
+def test_usage_of_huge_counts_is_exact_and_shown_short() -> None:
+    graph = hand_edited(input_tokens=10**3000, retries=10**20, latency=1e308)
+    usage = graph.usage()
+    replies = [t.record.response for _, t, _ in graph.walk() if isinstance(t, LLMTask) and t.record.response]
+    assert usage.input_tokens == sum(r["usage"]["input_tokens"] for r in replies) > 2 * 10**3000
+    assert usage.retries == 2 * 10**20
+    assert usage.llm_seconds == float("inf")  # two latencies of 1e308 add up past a float
+    text = str(usage)
+    assert "2.00e+3000 input" in text and "2.00e+20 retries" in text and "? s waiting for the LLM" in text
+    assert len(text) < 300

@@ -209,3 +209,46 @@ def test_the_core_imports_and_runs_without_loading_graphviz_or_widgets():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out == "[]\n"
+
+
+def _hand_edited_trace() -> TaskGraph:
+    """A run graph saved, its JSON edited by hand with numbers `TaskGraph.load` accepts but no float holds
+    (and times out of order), and loaded back: `ask` (LLM), `late` and `mixed` (python)."""
+    import json
+
+    graph = TaskGraph()
+    graph.add_task(LLMTask("fmt", "parse", id="ask"))
+    graph.add_task(PythonTask("f", id="late"))
+    graph.add_task(PythonTask("f", id="mixed"))
+    graph.run({"fmt": lambda ctx: "hi", "parse": lambda ctx, t: t, "f": lambda ctx: 1}, llm=ScriptedLLM(lambda p: "ok"),
+              progress=False)
+    data = json.loads(json.dumps(graph.to_json()))
+    ask, late, mixed = data["tasks"]
+    ask["response"].update(latency=10**400, retries=10**3000, model=10**3000)
+    ask["response"]["usage"].update(input_tokens=10**3000, output_tokens=1234567)
+    ask["started_at"], ask["finished_at"] = 10**400, 1.5  # record.duration would raise OverflowError
+    late["started_at"], late["finished_at"] = 10.0, 5.0  # finished before it started
+    mixed["started_at"], mixed["finished_at"] = 1e308, 10**400 + 1
+    return TaskGraph.from_json(json.loads(json.dumps(data)))
+
+
+def test_a_task_card_shows_numbers_no_float_holds_short_and_unusable_times_as_unknown():
+    graph = _hand_edited_trace()
+    card = graph.tasks["ask"]._repr_mimebundle_()["text/html"]
+    assert "input 1.00e+3000 tokens · output 1,234,567 tokens · model 1.00e+3000" in card
+    assert "1.00e+3000 retries" in card
+    assert 'latency <span class="ltg-time">?</span> (out of order or out of range)' in card
+    assert '<th>time</th><td><span class="ltg-time">?</span> (out of order or out of range)' in card
+    assert len(card) < 5_000  # no 3000-digit number
+    for tid in ("late", "mixed"):
+        card = graph.tasks[tid]._repr_mimebundle_()["text/html"]
+        assert '<th>time</th><td><span class="ltg-time">?</span>' in card, tid
+
+
+def test_a_graph_holding_numbers_no_float_holds_still_draws(monkeypatch, tmp_path):
+    graph = _hand_edited_trace()
+    bundle = graph._repr_mimebundle_()
+    assert "<svg" in bundle["text/html"] and bundle["text/plain"] == "<TaskGraph 3 tasks: 3 done>"
+    assert graph.usage().calls == 1 and graph.usage().llm_seconds == 0.0
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `dot`: the table instead
+    assert "ltg-fallback" in graph._repr_mimebundle_()["text/html"]

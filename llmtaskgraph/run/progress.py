@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO
 
-from ..trace.summary import terminal_safe
+from ..text import terminal_safe
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph

@@ -20,7 +20,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .summary import shorten
+from ..text import shorten
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph

@@ -4,9 +4,7 @@ Token and retry counts are those of :mod:`llmtaskgraph.trace.usage` (the same nu
 this module adds the per-task rows and the timing facts: wall time and how many tasks ran at once.
 Traces may be hand-edited and :meth:`TaskGraph.load` accepts any JSON number, so a time is used only
 when it is a finite float (``10**400`` is not) and a span only when both ends are there and in order.
-
-It also holds the text helpers every view of a trace shares: :func:`shorten` (one table cell),
-:func:`terminal_safe` (control characters shown as escapes) and :func:`count_text` (a huge count, readably).
+How texts and numbers are shown is :mod:`llmtaskgraph.text`'s job.
 """
 
 from __future__ import annotations
@@ -18,7 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..model.tasks import LLMTask, Task, TaskGraphTask
-from .usage import Usage
+from ..text import count_text
+from ..text import seconds_text as seconds_text  # re-exported: imported from here before llmtaskgraph.text
+from ..text import shorten as shorten
+from ..text import terminal_safe as terminal_safe
+from .usage import Usage, graph_usage, seconds
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
@@ -48,10 +50,7 @@ class TaskRow:
     @property
     def duration(self) -> float | None:
         """Seconds from start to finish; None unless both are usable and in order (see :attr:`bad_timing`)."""
-        start, finish = self.started_at, self.finished_at
-        if start is None or finish is None or finish < start or not math.isfinite(finish - start):
-            return None
-        return finish - start
+        return span_seconds(self.task.record.started_at, self.task.record.finished_at)
 
     @property
     def bad_timing(self) -> bool:
@@ -90,27 +89,17 @@ def task_rows(graph: TaskGraph) -> list[TaskRow]:
 def _row(path: str, task: Task, depth: int) -> TaskRow:
     usage, response = Usage(), task.record.response
     if isinstance(task, LLMTask) and response and response.get("backend"):  # as graph.usage() counts
-        usage.add(_countable(response))
+        usage.add(response)
     return TaskRow(path=path, task=task, depth=depth, usage=usage)
 
 
-def _countable(response: dict[str, Any]) -> dict[str, Any]:
-    """``response`` with a latency no float can hold (``10**400``) left out, so counting it cannot fail."""
-    latency = response.get("latency")
-    if isinstance(latency, int) and not isinstance(latency, bool) and seconds(latency) is None:
-        return {k: v for k, v in response.items() if k != "latency"}
-    return response
-
-
-def seconds(value: Any) -> float | None:
-    """A time from a trace as a finite float, or None (absent, not a number, or beyond a float's range)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def span_seconds(started_at: Any, finished_at: Any) -> float | None:
+    """Seconds from ``started_at`` to ``finished_at`` (a task record's times); None unless both are
+    usable times (see :func:`seconds`), in order, and the span itself fits a float."""
+    start, finish = seconds(started_at), seconds(finished_at)
+    if start is None or finish is None or finish < start or not math.isfinite(finish - start):
         return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
+    return finish - start
 
 
 def intervals(rows: list[TaskRow]) -> list[tuple[TaskRow, float, float]]:
@@ -151,12 +140,9 @@ def leaf_spans(rows: list[TaskRow]) -> list[tuple[float, float]]:
 def totals(graph: TaskGraph, rows: list[TaskRow] | None = None) -> Totals:
     """Sums over ``graph`` (``rows``: its :func:`task_rows`, if already at hand)."""
     rows = task_rows(graph) if rows is None else rows
-    out = Totals(tasks=len(rows))
-    for row in rows:  # every task of every sub-graph, as graph_usage() walks them
+    out = Totals(tasks=len(rows), usage=graph_usage(graph))
+    for row in rows:
         out.by_status[row.task.status] += 1
-        response = row.task.record.response
-        if row.usage.calls and response:
-            out.usage.add(_countable(response))
     spans = leaf_spans(rows)
     if spans:
         out.started_at = min(s for s, _ in spans)
@@ -171,39 +157,3 @@ def utc_time(timestamp: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
     except (OverflowError, OSError, ValueError):
         return f"? (timestamp {count_text(timestamp) if isinstance(timestamp, int) else repr(timestamp)})"
-
-
-def seconds_text(value: float | None, digits: int = 3) -> str:
-    """``1.250`` for a number of seconds, ``1.000e+308`` for a hand-edited huge one, ``?`` for one that
-    cannot be shown (None, inf, nan)."""
-    if value is None or not math.isfinite(value):
-        return "?"
-    return f"{value:.{digits}f}" if abs(value) < 1e12 else f"{value:.{digits}e}"
-
-
-# -- text helpers shared by every view of a trace ---------------------------------------------------
-def shorten(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters with ``…`` at the end, for one table cell or label.
-
-    (For whole texts shown in a card, :func:`llmtaskgraph.views.render.clip` says how much was cut.)
-    """
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
-
-
-def count_text(count: int) -> str:
-    """A count as digits, or in scientific form when longer than 15 digits (a hand-edited ``10**3000``)."""
-    digits = str(abs(count))
-    if len(digits) <= 15:
-        return str(count)
-    sign = "-" if count < 0 else ""
-    return f"{sign}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
-
-
-def terminal_safe(text: str, keep_newlines: bool = False) -> str:
-    """``text`` with control characters (and lone surrogates) shown as escapes, so a hostile trace
-    can neither drive the terminal nor make printing fail."""
-    if text.isprintable():
-        return text
-    if keep_newlines:
-        return "\n".join(terminal_safe(line) for line in text.split("\n"))
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

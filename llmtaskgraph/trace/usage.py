@@ -4,14 +4,19 @@ The totals describe the replies the trace holds now, so they answer "what did th
 replies replaced by a fresh sample or a changed prompt are no longer counted. Replies taken from
 the persistent response cache are counted like the rest and also in ``cached``, since they were
 paid for once. Hand-written replies (``task.edit(response=...)`` with no call behind them) are not.
+
+Counts are read as a hand-edited trace may hold them: a count that is no whole number counts as zero,
+and a latency that is no finite float (``10**400`` is valid JSON) is left out of ``llm_seconds``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..model.tasks import LLMTask, TaskGraphTask
+from ..text import count_text, seconds_text
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
@@ -30,7 +35,8 @@ class Usage:
     cache_read_input_tokens: int = 0
     """Prompt-cache reads, when the API reported them."""
     llm_seconds: float = 0.0
-    """Sum of call latencies (retries included): time spent waiting for the LLM, not wall time."""
+    """Sum of call latencies (retries included): time spent waiting for the LLM, not wall time.
+    Latencies that are no finite float are left out."""
     retries: int = 0
     """Retries the backend made before the replies arrived."""
     cached: int = 0
@@ -52,8 +58,7 @@ class Usage:
         self.output_tokens += _int(usage.get("output_tokens"))
         self.cache_creation_input_tokens += _int(usage.get("cache_creation_input_tokens"))
         self.cache_read_input_tokens += _int(usage.get("cache_read_input_tokens"))
-        latency = response.get("latency")
-        self.llm_seconds += float(latency) if isinstance(latency, (int, float)) else 0.0
+        self.llm_seconds += seconds(response.get("latency")) or 0.0
         self.retries += _int(response.get("retries"))
         self.cached += 1 if response.get("cached") else 0
 
@@ -64,10 +69,12 @@ class Usage:
 
     def __str__(self) -> str:
         models = ", ".join(f"{m}: {u.calls}" for m, u in self.by_model.items()) or "none"
+        c = count_text
         return (
-            f"{self.calls} LLM calls ({models}); {self.input_tokens} input + {self.output_tokens} output tokens"
-            f" (cache: {self.cache_read_input_tokens} read, {self.cache_creation_input_tokens} written);"
-            f" {self.llm_seconds:.2f} s waiting for the LLM; {self.retries} retries; {self.cached} from the response cache"
+            f"{self.calls} LLM calls ({models}); {c(self.input_tokens)} input + {c(self.output_tokens)} output tokens"
+            f" (cache: {c(self.cache_read_input_tokens)} read, {c(self.cache_creation_input_tokens)} written);"
+            f" {seconds_text(self.llm_seconds, 2)} s waiting for the LLM; {c(self.retries)} retries;"
+            f" {self.cached} from the response cache"
         )
 
 
@@ -89,3 +96,14 @@ def graph_usage(graph: TaskGraph) -> Usage:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def seconds(value: Any) -> float | None:
+    """A time from a trace as a finite float, or None (absent, not a number, or beyond a float's range)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

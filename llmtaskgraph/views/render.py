@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..model.tasks import STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
+from ..text import clip as clip  # re-exported: the editor widget imports it from here
+from ..text import count_text, seconds_text, shorten
+from ..trace.summary import span_seconds
+from ..trace.usage import seconds
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
@@ -53,14 +57,7 @@ class Limits:
     """Characters of a prompt, reply or output the editor puts in an editable field; longer ones are shown cut, read-only."""
 
 
-# -- text helpers -----------------------------------------------------------------------------------
-def clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters, saying how much was cut (never silently)."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n… [truncated: {len(text) - limit:,} more characters not shown]"
-
-
+# -- text helpers (cutting texts and showing numbers: llmtaskgraph.text) ------------------------------
 def as_text(value: Any) -> str:
     """A JSON value as readable text: strings as they are, everything else as indented JSON."""
     if isinstance(value, str):
@@ -71,15 +68,26 @@ def as_text(value: Any) -> str:
         return repr(value)
 
 
+def _number(value: Any) -> str:
+    """A value of a reply's metadata as card text: a count readably however large (a hand-edited
+    ``10**3000`` is ``1.00e+3000``), anything else cut to a line."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return count_text(value, grouped=True)
+    return shorten(str(value), 200)
+
+
+def _seconds(value: float | None) -> str:
+    """Seconds as card text; ``?`` (with why) for a time a hand-edited trace made unusable."""
+    if value is None:
+        return '<span class="ltg-time">?</span> (out of order or out of range)'
+    return f'<span class="ltg-time">{seconds_text(value, 2)} s</span>'
+
+
 def _dot_str(text: str) -> str:
     """A DOT double-quoted string. ``&`` is pre-escaped because graphviz passes entities through."""
     text = text.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"')
     text = "".join(ch for ch in text if ch >= " " or ch == "\n")
     return '"' + text.replace("\n", "\\n") + '"'
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _kind(task: Task) -> str:
@@ -157,7 +165,7 @@ class _DotWriter:
         for creator, children in hidden_children.items():
             nid = self.node_id()
             self.node(
-                nid, f"… {len(children):,} more tasks\nadded by {_short(creator)}\n({_counts(children)})",
+                nid, f"… {len(children):,} more tasks\nadded by {shorten(creator, 40)}\n({_counts(children)})",
                 "#ffffff", f"{len(children)} tasks added by {creator} are not drawn", style='"dashed,rounded"',
             )
             for child in children:
@@ -185,15 +193,15 @@ class _DotWriter:
         nid = self.node_id()
         ids[tid] = nid
         rec = task.record
-        lines = [_short(task.label), _kind(task)]
+        lines = [shorten(task.label, 40), _kind(task)]
         if task.name and task.name != tid:
-            lines.insert(1, f"id: {_short(tid)}")
+            lines.insert(1, f"id: {shorten(tid, 40)}")
         status = rec.status if self.will_run is None else "will run" if prefix + tid in self.will_run else "reused"
         if status == "done" and prefix + tid in self.stale:
             status = "stale"
         colour = STATUS_COLOURS.get(status) or PLAN_COLOURS.get(status, "#ffffff")
         if task.created_by is not None:
-            status += f" · added by {_short(task.created_by, 30)}"
+            status += f" · added by {shorten(task.created_by, 30)}"
         lines.append(status)
         tip = f"{prefix}{tid}: {rec.status}"
         if rec.error is not None:
@@ -207,13 +215,13 @@ class _DotWriter:
         if task.created_by is not None:
             attrs["style"] = '"filled,rounded,dashed"'
         if not isinstance(task, TaskGraphTask):
-            self.node(nid, "\n".join(lines), colour, _short(tip, 300), **attrs)
+            self.node(nid, "\n".join(lines), colour, shorten(tip, 300), **attrs)
             return
         sub = task.subgraph
         if len(sub.tasks) > self.limits.max_subgraph or len(sub.tasks) > self.budget:
             lines.append(f"{len(sub.tasks):,} inner tasks ({_counts(sub.tasks.values()) or 'empty'})")
             attrs["shape"] = "box3d"
-            self.node(nid, "\n".join(lines), colour, _short(tip, 300), **attrs)
+            self.node(nid, "\n".join(lines), colour, shorten(tip, 300), **attrs)
             self.notes.append(
                 f"sub-graph `{prefix}{tid}` ({len(sub.tasks):,} tasks) is drawn as one node; "
                 f"display `graph.find({prefix + tid!r}).subgraph` to see it"
@@ -222,7 +230,7 @@ class _DotWriter:
         self.lines.append(f"subgraph cluster_{nid} {{")
         self.lines.append(f"label={_dot_str(task.label + ' (sub-graph)')} style=\"rounded,dashed\" color=\"#757575\"")
         attrs["shape"] = "tab"
-        self.node(nid, "\n".join(lines), colour, _short(tip, 300), **attrs)
+        self.node(nid, "\n".join(lines), colour, shorten(tip, 300), **attrs)
         inner = self.graph(sub, f"{prefix}{tid} > ")
         for inner_id, inner_task in sub.tasks.items():
             if not inner_task.all_deps() and inner_task.created_by is None and inner_id in inner:
@@ -367,7 +375,7 @@ def task_html(task: Task, limits: Limits | None = None) -> str:
     if task.created_by:
         rows.append(f"<tr><th>added by</th><td>{e(task.created_by)}</td></tr>")
     if rec.children:
-        rows.append(f"<tr><th>added</th><td>{e(_short(', '.join(rec.children), 400))}</td></tr>")
+        rows.append(f"<tr><th>added</th><td>{e(shorten(', '.join(rec.children), 400))}</td></tr>")
     if isinstance(task, TaskGraphTask):
         rows.append(f"<tr><th>sub-graph</th><td>{len(task.subgraph.tasks)} tasks ({e(_counts(task.subgraph.tasks.values()))})</td></tr>")
     if rec.prompt is not None:
@@ -377,13 +385,14 @@ def task_html(task: Task, limits: Limits | None = None) -> str:
         rows.append(_section("reply (edited)" if response.get("edited") else "reply", str(response.get("text", "")), limit))
         usage = response.get("usage")
         usage = usage if isinstance(usage, dict) else {}  # a hand-edited trace may hold anything here
-        facts = [e(f"{k.replace('_tokens', '')} {v:,} tokens") for k, v in usage.items() if isinstance(v, int)]
-        facts += [e(f"{k} {response[k]}") for k in ("model", "backend", "stop_reason") if response.get(k)]
+        facts = [e(f"{shorten(k.replace('_tokens', ''), 60)} {_number(v)} tokens") for k, v in usage.items()
+                 if isinstance(v, int) and not isinstance(v, bool)]
+        facts += [e(f"{k} {_number(response[k])}") for k in ("model", "backend", "stop_reason") if response.get(k)]
         latency = response.get("latency")
         if isinstance(latency, (int, float)) and not isinstance(latency, bool):
-            facts.append(f'latency <span class="ltg-time">{float(latency):.2f} s</span>')
+            facts.append(f"latency {_seconds(seconds(latency))}")
         if response.get("retries"):
-            facts.append(e(f"{response['retries']} retries"))
+            facts.append(e(f"{_number(response['retries'])} retries"))
         rows.append(f"<tr><th>call</th><td>{' · '.join(facts)}</td></tr>")
     if task.is_complete:
         rows.append(_section("output", as_text(rec.output), limit))
@@ -396,8 +405,8 @@ def task_html(task: Task, limits: Limits | None = None) -> str:
                 f"<tr><th></th><td><details><summary>traceback</summary><pre>{e(clip(err.traceback, limit))}</pre>"
                 "</details></td></tr>"
             )
-    if rec.duration is not None:
-        rows.append(f'<tr><th>time</th><td><span class="ltg-time">{rec.duration:.2f} s</span></td></tr>')
+    if rec.started_at is not None and rec.finished_at is not None:  # (not rec.duration: it may not fit a float)
+        rows.append(f"<tr><th>time</th><td>{_seconds(span_seconds(rec.started_at, rec.finished_at))}</td></tr>")
     title = e(task.label) + (f" <code>{e(str(task.id))}</code>" if task.name and task.name != task.id else "")
     return f'{_STYLE}<div class="ltg ltg-task"><b>{title}</b> {_badge(rec.status)}<table>{"".join(rows)}</table></div>'
 

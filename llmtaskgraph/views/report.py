@@ -15,15 +15,13 @@ import math
 from html import escape
 from typing import TYPE_CHECKING
 
+from ..text import count_text, seconds_text, shorten
 from ..trace.summary import (
     TaskRow,
     Totals,
-    count_text,
     intervals,
     leaf_spans,
     running_counts,
-    seconds_text,
-    shorten,
     task_rows,
     totals,
     utc_time,
