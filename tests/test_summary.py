@@ -12,17 +12,8 @@ import pytest
 
 from llmtaskgraph import LLMTask, OfflineLLM, PythonTask, TaskGraph, TaskGraphTask
 from llmtaskgraph.cli import print_table
-from llmtaskgraph.trace.summary import (
-    count_text,
-    max_concurrency,
-    seconds,
-    seconds_text,
-    shorten,
-    task_rows,
-    terminal_safe,
-    totals,
-    utc_time,
-)
+from llmtaskgraph.text import count_text, seconds_text, shorten, terminal_safe
+from llmtaskgraph.trace.summary import max_concurrency, seconds, task_rows, totals, utc_time
 
 
 def ran_graph() -> TaskGraph:

@@ -205,3 +205,12 @@ def test_registry_names_of_tasks_added_at_run_time_are_checked_when_added():
     assert graph.tasks["planner"].error.type == MissingFunctionError.__name__
     assert llm.calls == 0 and graph.tasks["paid"].status == "blocked"
     assert isinstance(info.value, LLMTaskGraphError)
+
+
+def test_the_duration_of_a_trace_with_huge_times_is_unknown_rather_than_a_crash():
+    graph = TaskGraph()
+    graph.add_task(PythonTask("a", id="a"))
+    graph.run({"a": lambda ctx: 1})
+    trace = graph.to_json()
+    trace["tasks"][0]["started_at"], trace["tasks"][0]["finished_at"] = 1.5, 10**400
+    assert TaskGraph.from_json(trace).tasks["a"].record.duration is None

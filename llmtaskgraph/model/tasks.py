@@ -103,9 +103,14 @@ class TaskRecord:
 
     @property
     def duration(self) -> float | None:
+        """Seconds the last execution took; None when not known (or when a hand-edited trace holds times
+        too large to subtract)."""
         if self.started_at is None or self.finished_at is None:
             return None
-        return self.finished_at - self.started_at
+        try:
+            return float(self.finished_at - self.started_at)
+        except OverflowError:
+            return None
 
 
 MAX_NESTING = 64

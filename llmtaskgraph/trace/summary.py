@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..model.tasks import LLMTask, Task, TaskGraphTask
 from ..text import count_text
-from ..text import seconds_text as seconds_text  # re-exported: imported from here before llmtaskgraph.text
-from ..text import shorten as shorten
-from ..text import terminal_safe as terminal_safe
 from .usage import Usage, graph_usage, seconds
 
 if TYPE_CHECKING:

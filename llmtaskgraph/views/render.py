@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..model.tasks import STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
-from ..text import clip as clip  # re-exported: the editor widget imports it from here
-from ..text import count_text, seconds_text, shorten
+from ..text import clip, count_text, seconds_text, shorten
 from ..trace.summary import span_seconds
 from ..trace.usage import seconds
 

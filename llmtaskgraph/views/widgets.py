@@ -26,7 +26,8 @@ from ..errors import GraphValidationError, LLMTaskGraphError, TaskGraphError
 from ..model.tasks import LLMTask, Task
 from ..run.plan import stale_paths
 from ..run.progress import ProgressCounter
-from .render import Limits, as_text, clip, graph_html, iter_tasks, task_html
+from ..text import clip
+from .render import Limits, as_text, graph_html, iter_tasks, task_html
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
