@@ -92,8 +92,11 @@ def test_clicking_replay_in_the_browser_reruns_the_edited_tasks_and_redraws_the_
                 arg=STATUS_COLOURS["done"], timeout=30_000,
             )
             assert _fill(page, "rate") == STATUS_COLOURS["done"]
-            status = page.inner_text(".ltg-editor .ltg-status")
-            assert status == "3 done · last run: 2 executed, 1 reused, 0 LLM calls"
+            # the live drawing may turn green a moment before the run's end updates the status line
+            final = "3 done · last run: 2 executed, 1 reused, 0 LLM calls"
+            page.wait_for_function(
+                "text => document.querySelector('.ltg-editor .ltg-status').innerText === text", arg=final, timeout=30_000)
+            assert page.inner_text(".ltg-editor .ltg-status") == final
             assert "replayed: 3/3 tasks done" in page.inner_text(".ltg-editor")
             shot = tmp_path / "editor-after-replay.png"
             page.locator(".ltg-editor").screenshot(path=str(shot))

@@ -120,3 +120,12 @@ def test_on_event_accepts_several_callbacks() -> None:
     graph.run({"work": lambda ctx, *d: 1}, llm=OfflineLLM(), progress=False,
               on_event=[lambda e: first.append(e.kind), lambda e: second.append(e.kind)])
     assert first == second and first.count("task_finished") == 2
+
+
+def test_the_last_event_of_a_run_is_run_finished_sent_once_the_graph_is_no_longer_running():
+    graph = TaskGraph()
+    graph.add_task(PythonTask("a", id="a"))
+    seen: list[tuple[str, bool, bool]] = []
+    graph.run({"a": lambda ctx: 1}, on_event=lambda e: seen.append((e.kind, graph._active is None, graph.last_run is not None)))
+    assert seen[-1] == ("run_finished", True, True)
+    assert [kind for kind, _, _ in seen].count("run_finished") == 1

@@ -424,6 +424,7 @@ class TaskGraph:
             self._active = None
             shared.report.finished_at = time.time()
             self.last_run = shared.report
+            shared.emit("run_finished", "", None)  # (on the run's loop, after the graph is no longer running)
             detach()
             finish_checkpoint()
             shared.calls.close()

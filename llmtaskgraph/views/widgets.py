@@ -286,6 +286,13 @@ class GraphEditor:
         user_listeners = self.run_options.get("on_event")
 
         def on_event(event: RunEvent) -> None:
+            if event.kind == "run_finished":
+                # Drawn here, on the thread that sent the live updates: a front end gets a kernel's
+                # messages in order per thread only, so a final state sent from the caller's thread
+                # could arrive before the last live update and be overwritten by it.
+                self._stop_redraws()
+                self.refresh()
+                return
             counter.on_event(event)
             self.status.value = "running: " + html.escape(counter.describe())
             self._graph_changed()
