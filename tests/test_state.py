@@ -54,6 +54,9 @@ def test_the_defaults_are_accepted() -> None:
         ("checkpoint_every", 5, "`checkpoint_every`/`checkpoint_seconds` need `checkpoint=`"),
         ("checkpoint_seconds", 5.0, "`checkpoint_every`/`checkpoint_seconds` need `checkpoint=`"),
         ("llm", "claude", "`llm` must be an LLM backend (AnthropicLLM(), OfflineLLM(), ScriptedLLM(...) or any object with"),
+        ("cache", 42, "`cache` takes a directory path or a response store (an object with `get` and `put`), got int 42"),
+        ("cache", {"k": "v"}, "`cache` takes a directory path or a response store (an object with `get` and `put`), got dict"),
+        ("backend", "dask", "`backend` takes an execution backend such as DaskBackend(client) (an object with `handles` and `run`), got str 'dask'"),
     ],
 )
 def test_a_value_that_cannot_work_is_refused_with_its_name(name: str, value: Any, message: str) -> None:
@@ -87,6 +90,7 @@ def test_good_values_at_the_edges_are_accepted() -> None:
                    checkpoint_every=1, checkpoint_seconds=0.001)
     assert (opts.max_tasks, opts.timeout) == (0, 0)
     assert options(timeout=math.inf).timeout == math.inf
+    assert options(cache=Path("replies")).cache == Path("replies")
 
 
 def test_breakpoints_become_a_set_of_ids_from_any_iterable() -> None:

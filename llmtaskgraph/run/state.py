@@ -116,6 +116,15 @@ class RunOptions:
             _check_int("checkpoint_every", self.checkpoint_every, 1, "finished tasks between saves")
         if self.checkpoint_seconds is not None:
             _check_number("checkpoint_seconds", self.checkpoint_seconds, "seconds between saves", allow_zero=False)
+        if self.cache is not None and not isinstance(self.cache, (str, os.PathLike)) and not _has_methods(self.cache, "get", "put"):
+            raise RunOptionsError(
+                f"`cache` takes a directory path or a response store (an object with `get` and `put`), got {_shown(self.cache)}"
+            )
+        if self.backend is not None and not _has_methods(self.backend, "handles", "run"):
+            raise RunOptionsError(
+                f"`backend` takes an execution backend such as DaskBackend(client) (an object with `handles` and `run`), "
+                f"got {_shown(self.backend)}"
+            )
 
 
 class RunSettings(TypedDict, total=False):
@@ -177,6 +186,10 @@ def _check_number(name: str, value: Any, meaning: str, *, allow_zero: bool) -> N
     )
     if not ok:
         raise RunOptionsError(f"`{name}` must be a number {'>=' if allow_zero else '>'} 0 ({meaning}), got {_shown(value)}")
+
+
+def _has_methods(value: object, *names: str) -> bool:
+    return all(callable(getattr(value, name, None)) for name in names)
 
 
 def _check_ids(name: str, value: Any) -> frozenset[str]:
