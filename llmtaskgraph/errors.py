@@ -6,7 +6,7 @@
     ├── GraphValidationError (also ValueError)  a graph that cannot be run as it stands
     │   ├── InvalidTraceError                   JSON that is not a valid trace; names the field
     │   └── UnknownTaskError (also KeyError)    a task id or path that names no task; suggests close ones
-    ├── RunOptionsError (also ValueError)       a run option that cannot work, or an unknown option name
+    ├── RunOptionsError (also ValueError)       a run option (or backend setting) that cannot work; unknown names
     ├── MissingFunctionError (also KeyError)    registry names the graph needs but cannot find
     ├── OutputNotJSONError (also TypeError)     a task produced a value that cannot be stored
     ├── PromptError (also TypeError)            a formatter's result (or a prompt edit) that is not a prompt
@@ -66,8 +66,8 @@ class OutputNotJSONError(LLMTaskGraphError, TypeError):
 
 
 class RunOptionsError(LLMTaskGraphError, ValueError):
-    """A run option has a value that cannot work (``max_concurrency=0``, ``break_before="id"``, ...) or
-    a name no run knows; raised before anything runs."""
+    """A run option has a value that cannot work (``max_concurrency=0``, ``break_before="id"``, an
+    LLM backend without an API key, ...) or a name no run knows; raised before anything runs."""
 
 
 class PromptError(LLMTaskGraphError, TypeError):
