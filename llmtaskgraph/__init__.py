@@ -13,13 +13,18 @@ from .errors import (
     LLMTaskGraphError,
     MissingFunctionError,
     OutputNotJSONError,
+    PromptError,
+    RunOptionsError,
+    SubgraphFailed,
     TaskGraphError,
+    UnknownTaskError,
 )
 from .llm import AnthropicLLM, LLMResponse, OfflineLLM, ResponseCache, ScriptedLLM
 from .model.context import TaskContext
 from .model.graph import TaskGraph
 from .model.registry import FunctionRegistry
 from .model.tasks import LLMTask, PythonTask, Task, TaskGraphTask
+from .run.plan import Plan
 from .run.scheduler import RunEvent, RunReport
 from .trace.usage import Usage
 
@@ -37,15 +42,20 @@ __all__ = [
     "MissingFunctionError",
     "OfflineLLM",
     "OutputNotJSONError",
+    "Plan",
+    "PromptError",
     "PythonTask",
     "ResponseCache",
     "RunEvent",
+    "RunOptionsError",
     "RunReport",
     "ScriptedLLM",
+    "SubgraphFailed",
     "Task",
     "TaskContext",
     "TaskGraph",
     "TaskGraphError",
     "TaskGraphTask",
+    "UnknownTaskError",
     "Usage",
 ]

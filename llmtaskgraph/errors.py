@@ -14,8 +14,7 @@
     ├── TaskGraphError                          a run finished with failed tasks; lists them all
     └── SubgraphFailed                          (recorded on a TaskGraphTask) tasks inside its sub-graph failed
 
-``SubgraphFailed`` is defined with the code that runs sub-graphs (in :mod:`llmtaskgraph.run`), every
-other class here. Messages name task ids and fields in backticks and say what to do next.
+Messages name task ids and fields in backticks and say what to do next.
 """
 
 from __future__ import annotations
@@ -127,3 +126,7 @@ class UnknownTaskError(GraphValidationError, KeyError):
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
         return str(self.args[0])
+
+
+class SubgraphFailed(LLMTaskGraphError):
+    """A TaskGraphTask failed because tasks in its sub-graph failed (they are listed)."""

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..memo.rule import Memo
 from ..model.tasks import Stage, Task, TaskError
-from .stages import StageError, SubgraphFailed, run_stages
+from .stages import _StageError, run_stages
 from .state import RunEvent, RunOptions, RunReport, RunState
 
-__all__ = ["Run", "RunEvent", "RunOptions", "RunReport", "RunState", "SubgraphFailed"]
+__all__ = ["Run", "RunEvent", "RunOptions", "RunReport", "RunState"]
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
@@ -235,13 +235,13 @@ class Run:
             rec.finished_at = time.time()
             self.running.pop(str(task.id), None)
             raise
-        except StageError as exc:
+        except _StageError as exc:
             rec.finished_at = time.time()
             self._fail(task, exc)
             return
         except Exception as exc:  # a fault outside any registry function (a broken cache, say): never hang the run
             rec.finished_at = time.time()
-            self._fail(task, StageError(start.name, exc))
+            self._fail(task, _StageError(start.name, exc))
             return
         if outcome == "stopped":
             rec.status = "pending"  # a bounded run stopped inside the sub-graph: resume later
@@ -264,7 +264,7 @@ class Run:
             shared.emit("task_finished", path, task)
         self._finish(task, "done")
 
-    def _fail(self, task: Task, exc: StageError) -> None:
+    def _fail(self, task: Task, exc: _StageError) -> None:
         rec = task.record
         cause = exc.cause
         rec.status = "failed"

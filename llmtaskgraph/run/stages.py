@@ -15,7 +15,7 @@ import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LLMTaskGraphError, MissingFunctionError, OutputNotJSONError
+from ..errors import MissingFunctionError, OutputNotJSONError, SubgraphFailed
 from ..fingerprint import check_json, json_copy
 from ..llm.base import build_request
 from ..model.context import TaskContext
@@ -25,21 +25,17 @@ from ..model.tasks import PATH_SEP, Stage, Task, TaskGraphTask
 if TYPE_CHECKING:
     from .scheduler import Run
 
-__all__ = ["StageError", "SubgraphFailed", "run_stages"]
+__all__ = ["run_stages"]
 
 _JSON_TYPES = (str, int, float, list, dict, type(None))
 
 
-class StageError(Exception):
+class _StageError(Exception):
     """Carries the stage in which a task failed, wrapping the original exception (never shown to users)."""
 
     def __init__(self, stage: str, cause: BaseException) -> None:
         self.stage = stage
         self.cause = cause
-
-
-class SubgraphFailed(LLMTaskGraphError):
-    """A TaskGraphTask failed because tasks in its sub-graph failed (they are listed)."""
 
 
 async def run_stages(run: Run, task: Task, start: Stage) -> str:
@@ -64,7 +60,7 @@ async def run_stages(run: Run, task: Task, start: Stage) -> str:
                 request = build_request(rec.prompt, getattr(task, "params", None))
             except Exception as exc:
                 name = task.function_names().get("formatter")
-                raise StageError("format", type(exc)(f"formatter `{name}` of task `{task.id}`: {exc}")) from exc
+                raise _StageError("format", type(exc)(f"formatter `{name}` of task `{task.id}`: {exc}")) from exc
             rec.fingerprints.pop(stage.name, None)
             rec.response = await _call_llm(run, task, request)
             memo.store(task, stage, False)
@@ -91,7 +87,7 @@ async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwa
     fn_name = task.function_of(stage)
     fn = lookup(shared.registry, fn_name)
     if fn is None:
-        raise StageError(stage.name, MissingFunctionError({fn_name: [run.prefix + str(task.id)]}))
+        raise _StageError(stage.name, MissingFunctionError({fn_name: [run.prefix + str(task.id)]}))
     ctx = TaskContext(run.graph, task, run, stage.name)
     shared.report.calls[fn_name] += 1
     rec = task.record
@@ -113,7 +109,7 @@ async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwa
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except BaseException as exc:
-        raise StageError(stage.name, exc) from exc
+        raise _StageError(stage.name, exc) from exc
     read = ctx.read_graph_input
     reads = rec.reads_graph_input
     if read and stage.name not in reads:
@@ -143,7 +139,7 @@ async def _call_llm(run: Run, task: Task, request: dict[str, Any]) -> dict[str, 
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            raise StageError("call", exc) from exc
+            raise _StageError("call", exc) from exc
         finally:
             shared.report.llm_calls += 1
             shared.emit("llm_finished", path, task)
@@ -167,12 +163,12 @@ async def _run_subgraph(run: Run, task: TaskGraphTask, ran_before: bool) -> str:
     await inner.execute()
     if inner.failed_here:
         failed = [p for p, _ in run.shared.report.failed if p.startswith(inner.prefix)]
-        raise StageError("subgraph", SubgraphFailed(f"sub-graph tasks failed: {', '.join(failed)}"))
+        raise _StageError("subgraph", SubgraphFailed(f"sub-graph tasks failed: {', '.join(failed)}"))
     result = sub.result_task()
     if result is not None and inner.finished.get(str(result.id)) != "done":
         if run.shared.report.stopped is not None:
             return "stopped"
-        raise StageError("subgraph", SubgraphFailed(f"sub-graph output task `{result.id}` did not finish"))
+        raise _StageError("subgraph", SubgraphFailed(f"sub-graph output task `{result.id}` did not finish"))
     rec.set_output(None if result is None else result.record.output)
     rec.fingerprints["subgraph"] = rec.output_fingerprint()
     return "done" if ran_before or inner.launched else "reused"
