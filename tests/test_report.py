@@ -3,42 +3,18 @@ in the drawing, numbers that cannot be shown said to be unknown."""
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from typing import Any
 
 import pytest
+from trace_edits import Edit, edited, reply, three_tasks, times
 
-from llmtaskgraph import LLMTask, OfflineLLM, PythonTask, TaskGraph
+from llmtaskgraph import TaskGraph
 from llmtaskgraph.views.report import render_report
 
 
-def trace(edit: Callable[[list[dict[str, Any]]], object]) -> TaskGraph:
+def trace(edit: Edit) -> TaskGraph:
     """Three done tasks (`a`, the LLM task `b`, `c`) with their JSON changed by ``edit``, loaded back."""
-    graph = TaskGraph()
-    graph.add_task(PythonTask("f", id="a"))
-    graph.add_task(LLMTask("ask", "keep", id="b"))
-    graph.add_task(PythonTask("f", id="c"))
-    graph.run({"f": lambda ctx: 1, "ask": lambda ctx: "hi", "keep": lambda ctx, text: text}, llm=OfflineLLM(), progress=False)
-    data = json.loads(json.dumps(graph.to_json()))
-    edit(data["tasks"])
-    return TaskGraph.from_json(json.loads(json.dumps(data)))
-
-
-def times(**spans: tuple[Any, Any]) -> Callable[[list[dict[str, Any]]], None]:
-    def edit(tasks: list[dict[str, Any]]) -> None:
-        for task in tasks:
-            if task["id"] in spans:
-                task["started_at"], task["finished_at"] = spans[task["id"]]
-    return edit
-
-
-def reply(**fields: Any) -> Callable[[list[dict[str, Any]]], None]:
-    def edit(tasks: list[dict[str, Any]]) -> None:
-        for key, value in fields.items():
-            (tasks[1]["response"]["usage"] if key.endswith("_tokens") else tasks[1]["response"])[key] = value
-    return edit
+    return edited(three_tasks(), edit)
 
 
 HOSTILE = {

@@ -4,11 +4,11 @@ as `TaskGraph.load` accepts them: hand-edited times and counts of any size, in a
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from trace_edits import Edit, edited, reply, times
 
 from llmtaskgraph import LLMTask, OfflineLLM, PythonTask, TaskGraph, TaskGraphTask
 from llmtaskgraph.cli import print_table
@@ -26,30 +26,9 @@ def ran_graph() -> TaskGraph:
     return graph
 
 
-def edited(edit: Callable[[list[dict[str, Any]]], object]) -> TaskGraph:
+def edited_run(edit: Edit) -> TaskGraph:
     """``ran_graph()`` after ``edit`` changed its tasks' JSON, loaded back the way `show` loads a file."""
-    data = json.loads(json.dumps(ran_graph().to_json()))
-    edit(data["tasks"])
-    return TaskGraph.from_json(json.loads(json.dumps(data)))
-
-
-def times(**spans: tuple[Any, Any]) -> Callable[[list[dict[str, Any]]], None]:
-    def edit(tasks: list[dict[str, Any]]) -> None:
-        for task in tasks:
-            if task["id"] in spans:
-                task["started_at"], task["finished_at"] = spans[task["id"]]
-    return edit
-
-
-def response(**fields: Any) -> Callable[[list[dict[str, Any]]], None]:
-    def edit(tasks: list[dict[str, Any]]) -> None:
-        reply = tasks[1]["response"]
-        for key, value in fields.items():
-            if key in ("input_tokens", "output_tokens"):
-                reply["usage"][key] = value
-            else:
-                reply[key] = value
-    return edit
+    return edited(ran_graph(), edit)
 
 
 HOSTILE = {
@@ -63,17 +42,17 @@ HOSTILE = {
     "start only, 10**400": times(a=(10**400, None)),
     "negative duration": times(a=(10, 5)),
     "smallest floats": times(a=(5e-324, 1e-323), c=(0, 5e-324)),
-    "latency 10**400": response(latency=10**400),
-    "latency 1e308": response(latency=1e308),
-    "token counts 10**300 and 10**3000": response(input_tokens=10**300, output_tokens=10**3000),
-    "retries 10**3800": response(retries=10**3800),
-    "negative tokens": response(input_tokens=-5),
+    "latency 10**400": reply(latency=10**400),
+    "latency 1e308": reply(latency=1e308),
+    "token counts 10**300 and 10**3000": reply(input_tokens=10**300, output_tokens=10**3000),
+    "retries 10**3800": reply(retries=10**3800),
+    "negative tokens": reply(input_tokens=-5),
 }
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_show_summarises_any_loadable_trace(case: str) -> None:
-    graph = edited(HOSTILE[case])
+    graph = edited_run(HOSTILE[case])
     out = io.StringIO()
     print_table(graph, out)
     text = out.getvalue()
@@ -84,7 +63,7 @@ def test_show_summarises_any_loadable_trace(case: str) -> None:
 
 
 def test_times_beyond_a_float_or_out_of_order_are_shown_as_unknown() -> None:
-    graph = edited(times(a=(10, 5), c=(0, 10**400)))
+    graph = edited_run(times(a=(10, 5), c=(0, 10**400)))
     rows = {row.path: row for row in task_rows(graph)}
     assert rows["a"].duration is None and rows["a"].bad_timing
     assert rows["c"].started_at == 0.0 and rows["c"].finished_at is None and rows["c"].bad_timing
@@ -98,14 +77,14 @@ def test_times_beyond_a_float_or_out_of_order_are_shown_as_unknown() -> None:
 
 
 def test_an_infinite_span_is_not_a_wall_time() -> None:
-    sums = totals(edited(times(a=(-1e308, -1e308), c=(1e308, 1e308))))
+    sums = totals(edited_run(times(a=(-1e308, -1e308), c=(1e308, 1e308))))
     assert sums.started_at == -1e308 and sums.finished_at == 1e308 and sums.wall_time is None
-    sums = totals(edited(times(a=(-1e308, 1e308))))  # one task whose own duration is infinite: left out
+    sums = totals(edited_run(times(a=(-1e308, 1e308))))  # one task whose own duration is infinite: left out
     assert sums.wall_time is not None and sums.wall_time < 1e9
 
 
 def test_usage_totals_survive_a_latency_beyond_a_float() -> None:
-    graph = edited(response(latency=10**400, input_tokens=7, output_tokens=3))
+    graph = edited_run(reply(latency=10**400, input_tokens=7, output_tokens=3))
     sums = totals(graph)
     assert (sums.usage.calls, sums.usage.input_tokens, sums.usage.output_tokens) == (1, 7, 3)
     assert sums.usage.llm_seconds == 0.0  # the unreadable latency is left out, not the reply
@@ -136,8 +115,8 @@ def test_most_tasks_at_once_comes_from_their_start_and_finish_times(spans: list[
 
 
 def test_most_tasks_at_once_of_a_trace() -> None:
-    assert totals(edited(times(a=(0.0, 3.0), b=(1.0, 2.0), c=(2.5, 4.0)))).max_concurrency == 2
-    assert totals(edited(times(a=(0.0, 1.0), b=(1.0, 2.0), c=(2.0, 4.0)))).max_concurrency == 1
+    assert totals(edited_run(times(a=(0.0, 3.0), b=(1.0, 2.0), c=(2.5, 4.0)))).max_concurrency == 2
+    assert totals(edited_run(times(a=(0.0, 1.0), b=(1.0, 2.0), c=(2.0, 4.0)))).max_concurrency == 1
 
 
 @pytest.mark.parametrize(("value", "expected"), [
