@@ -11,7 +11,16 @@ import pytest
 from conftest import TEST_API_KEY
 from fake_messages_api import FakeMessagesAPI, Fault
 
-from llmtaskgraph import LLMCallError, LLMTask, PythonTask, TaskGraph, TaskGraphError, TaskGraphTask
+from llmtaskgraph import (
+    LLMCallError,
+    LLMTask,
+    LLMTaskGraphError,
+    PythonTask,
+    RunOptionsError,
+    TaskGraph,
+    TaskGraphError,
+    TaskGraphTask,
+)
 from llmtaskgraph.llm import DEFAULT_MODEL, AnthropicLLM
 
 MakeLLM = Callable[..., AnthropicLLM]
@@ -107,8 +116,29 @@ def test_default_llm_uses_the_sdk_environment(fake_api: FakeMessagesAPI, monkeyp
 def test_no_key_is_refused_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
-    with pytest.raises(ValueError, match="ANTHROPIC_API_KEY"):
+    with pytest.raises(RunOptionsError, match="ANTHROPIC_API_KEY") as info:
         AnthropicLLM()
+    assert isinstance(info.value, LLMTaskGraphError) and isinstance(info.value, ValueError)
+    assert str(info.value) == (
+        "AnthropicLLM needs an API key: set ANTHROPIC_API_KEY or pass `api_key=`; "
+        "without one, run with the offline default (omit `llm=`) or `ScriptedLLM`"
+    )
+
+
+def test_stream_in_params_fails_the_call_as_an_invalid_request(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
+    import asyncio
+
+    llm = make_llm()
+    with pytest.raises(LLMCallError) as info:
+        asyncio.run(llm.complete({"messages": [{"role": "user", "content": "hi"}], "stream": True}))
+    assert isinstance(info.value, LLMTaskGraphError) and info.value.error_type == "invalid_request_error"
+    assert str(info.value) == "`stream` is not supported: the trace stores whole replies; remove it from `params`"
+
+    graph, task = one_task({"stream": True})
+    error = run_failing(graph, llm)
+    assert error.failed == [("ask", "LLMCallError in call: " + str(info.value))]
+    assert task.error is not None and task.error.type == "LLMCallError"
+    assert fake_api.count == 0  # refused before anything was sent
 
 
 # -- faults that are retried and then succeed -------------------------------------------------------

@@ -13,10 +13,19 @@ from typing import Any
 import pytest
 from fake_messages_api import FakeMessagesAPI
 
-from llmtaskgraph import LLMTask, PythonTask, ResponseCache, TaskGraph, TaskGraphTask
+from llmtaskgraph import (
+    LLMTask,
+    LLMTaskGraphError,
+    PythonTask,
+    ResponseCache,
+    RunOptionsError,
+    TaskGraph,
+    TaskGraphTask,
+)
 from llmtaskgraph.errors import OutputNotJSONError
 from llmtaskgraph.fingerprint import digest
 from llmtaskgraph.llm import AnthropicLLM
+from llmtaskgraph.llm.cache import as_store
 
 REGISTRY: dict[str, Callable[..., Any]] = {
     "topic": lambda ctx, i: f"topic {i}",
@@ -157,8 +166,24 @@ def test_put_refuses_an_entry_a_reader_would_refuse(tmp_path: Path) -> None:
 
 
 def test_key_must_be_a_fingerprint(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="hex fingerprint"):
+    with pytest.raises(RunOptionsError, match="hex fingerprint") as info:
         ResponseCache(tmp_path).get("../../etc/passwd")
+    assert isinstance(info.value, LLMTaskGraphError) and isinstance(info.value, ValueError)
+    assert str(info.value) == "a response cache key must be a hex fingerprint, got '../../etc/passwd'"
+    with pytest.raises(RunOptionsError, match="hex fingerprint"):
+        ResponseCache(tmp_path).put("../x", {"text": "t"})
+    assert not list(tmp_path.rglob("*"))
+
+
+def test_a_cache_option_that_is_neither_a_path_nor_a_store(tmp_path: Path) -> None:
+    made = as_store(tmp_path)
+    assert isinstance(made, ResponseCache) and made.path == tmp_path
+    store = ResponseCache(tmp_path)
+    assert as_store(store) is store
+    with pytest.raises(RunOptionsError) as info:
+        as_store(42)  # type: ignore[arg-type]
+    assert isinstance(info.value, LLMTaskGraphError)
+    assert str(info.value) == "`cache=` takes a directory path or an object with get/put, got int"
 
 
 # -- concurrent writers ---------------------------------------------------------------------------

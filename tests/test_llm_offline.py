@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import llmtaskgraph.model.graph as graph_module
-from llmtaskgraph import LLMTask, OfflineLLM, ScriptedLLM, TaskGraph, TaskGraphError
+from llmtaskgraph import LLMCallError, LLMTask, LLMTaskGraphError, OfflineLLM, ScriptedLLM, TaskGraph, TaskGraphError
 from llmtaskgraph.llm import OFFLINE_NOTICE
 
 REGISTRY: dict[str, Callable[..., Any]] = {
@@ -85,13 +85,27 @@ def test_scripted_errors_fail_the_task_with_a_clear_message() -> None:
     with pytest.raises(TaskGraphError):
         graph.run(REGISTRY, llm=ScriptedLLM({"cats": "Cats purr."}))
     error = graph.tasks["dogs"].error
-    assert error is not None and error.stage == "call" and "no reply for the prompt 'tell me about dogs'" in error.message
+    assert error is not None and error.stage == "call" and error.type == "LLMCallError"
+    assert error.message == "ScriptedLLM has no reply for the prompt 'tell me about dogs'; add an entry to the script"
 
     graph = two_questions()
     with pytest.raises(TaskGraphError):
         graph.run(REGISTRY, llm=ScriptedLLM(lambda prompt: len(prompt)))  # type: ignore[arg-type,return-value]
     error = graph.tasks["cats"].error
-    assert error is not None and "must return the reply text (str), got int" in error.message
+    assert error is not None and error.type == "LLMCallError"
+    assert error.message == "the ScriptedLLM script must return the reply text (str), got int"
+
+
+def test_scripted_errors_are_llm_call_errors() -> None:
+    import asyncio
+
+    request = {"messages": [{"role": "user", "content": "tell me about dogs"}]}
+    with pytest.raises(LLMCallError, match="ScriptedLLM has no reply for the prompt 'tell me about dogs'") as info:
+        asyncio.run(ScriptedLLM({"cats": "Cats purr."}).complete(request))
+    assert isinstance(info.value, LLMTaskGraphError) and not isinstance(info.value, KeyError)
+    with pytest.raises(LLMCallError, match=r"must return the reply text \(str\), got int") as info:
+        asyncio.run(ScriptedLLM(lambda prompt: len(prompt)).complete(request))  # type: ignore[arg-type,return-value]
+    assert isinstance(info.value, LLMTaskGraphError) and not isinstance(info.value, TypeError)
 
 
 def test_the_core_runs_offline_without_importing_the_sdk() -> None:

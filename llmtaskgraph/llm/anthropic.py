@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import LLMCallError
+from ..errors import LLMCallError, RunOptionsError
 from ..fingerprint import json_problem
 from .base import LLMResponse
 
@@ -88,7 +88,7 @@ class AnthropicLLM:
     ) -> None:
         self._api_key = api_key or os.environ.get("ANTHROPIC_API_KEY")
         if not self._api_key and not client_options.get("auth_token") and not os.environ.get("ANTHROPIC_AUTH_TOKEN"):
-            raise ValueError(
+            raise RunOptionsError(
                 "AnthropicLLM needs an API key: set ANTHROPIC_API_KEY or pass `api_key=`; "
                 "without one, run with the offline default (omit `llm=`) or `ScriptedLLM`"
             )
@@ -144,7 +144,10 @@ class AnthropicLLM:
     async def complete(self, request: dict[str, Any]) -> LLMResponse:
         """Send one Messages API request; raise :class:`LLMCallError` if it fails for good."""
         if request.get("stream"):
-            raise ValueError("`stream` is not supported: the trace stores whole replies; remove it from `params`")
+            raise LLMCallError(
+                "`stream` is not supported: the trace stores whole replies; remove it from `params`",
+                error_type="invalid_request_error",
+            )
         body = {"model": self.model, "max_tokens": self.max_tokens, **request}
         known = _create_params()
         kwargs = {k: v for k, v in body.items() if k in known}

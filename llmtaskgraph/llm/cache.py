@@ -21,6 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import RunOptionsError
 from ..fingerprint import check_json, json_problem
 
 FORMAT = "llmtaskgraph-cache/1"
@@ -52,7 +53,7 @@ class ResponseCache:
 
     def _file(self, key: str) -> Path:
         if not _KEY.match(key):
-            raise ValueError(f"a response cache key must be a hex fingerprint, got {key[:80]!r}")
+            raise RunOptionsError(f"a response cache key must be a hex fingerprint, got {key[:80]!r}")
         return self.path / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
@@ -123,4 +124,4 @@ def as_store(cache: ResponseStore | str | os.PathLike[str]) -> ResponseStore:
         return ResponseCache(cache)
     if isinstance(cache, ResponseStore):
         return cache
-    raise TypeError(f"`cache=` takes a directory path or an object with get/put, got {type(cache).__name__}")
+    raise RunOptionsError(f"`cache=` takes a directory path or an object with get/put, got {type(cache).__name__}")

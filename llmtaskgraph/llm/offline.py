@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import OutputNotJSONError
+from ..errors import LLMCallError, OutputNotJSONError
 from ..fingerprint import digest, json_problem
 from .base import LLMResponse, last_user_text
 
@@ -46,7 +46,7 @@ class ScriptedLLM:
     """Replies from a script: a mapping from prompt text to reply, or a function of the prompt.
 
     A mapping key matches a prompt that equals it or, failing that, that contains it, so tutorials
-    can key on a distinctive phrase. A prompt no entry matches raises ``KeyError`` naming it.
+    can key on a distinctive phrase. A prompt no entry matches raises :class:`~llmtaskgraph.errors.LLMCallError` naming it.
     With ``whole_request=True`` the function receives the whole Messages API request instead
     (``messages``, ``system``, ``model``, ``temperature``, ...), for replies that depend on more than
     the last user message.
@@ -75,7 +75,7 @@ class ScriptedLLM:
         prompt = last_user_text(request)
         text = self.script(request) if self.whole_request and callable(self.script) else self.reply_for(prompt)  # type: ignore[arg-type]
         if not isinstance(text, str):
-            raise TypeError(f"the ScriptedLLM script must return the reply text (str), got {type(text).__name__}")
+            raise LLMCallError(f"the ScriptedLLM script must return the reply text (str), got {type(text).__name__}")
         problem = json_problem(text, "text")
         if problem is not None:  # a lone surrogate: UTF-8 could not write the trace
             raise OutputNotJSONError(f"the ScriptedLLM script gave a reply that cannot be stored: `{problem[0]}` {problem[1]}")
@@ -89,7 +89,7 @@ class ScriptedLLM:
         for key, reply in self.script.items():
             if key in prompt:
                 return reply
-        raise KeyError(f"ScriptedLLM has no reply for the prompt {prompt[:200]!r}; add an entry to the script")
+        raise LLMCallError(f"ScriptedLLM has no reply for the prompt {prompt[:200]!r}; add an entry to the script")
 
 
 def _reply(text: str, prompt: str, latency: float, backend: str) -> LLMResponse:
