@@ -18,8 +18,9 @@ run is interrupted (and every 10 s while it runs, or as ``--checkpoint-*`` say).
 what such a run would execute and why, running nothing.
 
 Exit codes: 0 success; 1 the run had failed tasks (``run``) or the traces differ (``diff``);
-2 a usage error or a file that is missing, unreadable or not a valid trace (the message says which
-and why, without a Python traceback); 130 interrupted with Ctrl-C (the trace is saved first).
+2 a usage error, a file that is missing, unreadable or not a valid trace, or a run refused before
+it starts (a registry missing functions, a run option that cannot work): the message says which and
+why, without a Python traceback; 130 interrupted with Ctrl-C (the trace is saved first).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from .errors import GraphValidationError, InvalidTraceError, MissingFunctionError, TaskGraphError
+from .errors import InvalidTraceError, LLMTaskGraphError, MissingFunctionError, RunOptionsError, TaskGraphError
 from .model.graph import TaskGraph
 from .text import count_text, seconds_text, shorten, terminal_safe
 from .trace.summary import task_rows, totals, utc_time
@@ -50,7 +51,7 @@ __all__ = ["CLIError", "load_trace", "main", "print_table", "terminal_safe"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class CLIError(Exception):
+class CLIError(LLMTaskGraphError):
     """A problem the user can fix (a bad file or argument): printed as one message, exit code 2."""
 
 
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.command(args)
-    except CLIError as exc:
+    except LLMTaskGraphError as exc:  # a CLIError, or the library refusing before anything ran (e.g. in plan)
         print(f"llmtaskgraph: error: {terminal_safe(str(exc), keep_newlines=True)}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `llmtaskgraph show t.json | head`
@@ -143,16 +144,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if saved is not None:
         _print_plan(graph, registry, options, args.target, out)
     code = EXIT_OK
+    before = graph.last_run  # replaced once the run has started, even if it then fails
     try:
         graph.run(registry, **options)
-    except MissingFunctionError as exc:  # checked before anything runs: there is nothing to save
-        raise CLIError(str(exc)) from exc
-    except GraphValidationError as exc:  # e.g. a task added at run time with a clashing id
-        _save(graph, out)
-        raise CLIError(f"{exc} (the trace is saved to {out})") from exc
     except TaskGraphError as exc:
         print(terminal_safe(str(exc), keep_newlines=True), file=sys.stderr)
         code = EXIT_FAILED
+    except LLMTaskGraphError as exc:
+        if graph.last_run is before:  # refused before the run started (missing functions, a bad option): nothing to save
+            raise CLIError(str(exc)) from exc
+        _save(graph, out)  # e.g. a task added at run time with a clashing id
+        raise CLIError(f"{exc} (the trace is saved to {out})") from exc
     except KeyboardInterrupt:
         print("interrupted; completed tasks are kept in the trace", file=sys.stderr)
         code = EXIT_INTERRUPTED
@@ -418,7 +420,7 @@ def _make_llm(choice: str) -> Any:
             raise CLIError(f"the anthropic backend needs `pip install \"llmtaskgraph[anthropic]\"` ({exc})") from exc
         try:
             return AnthropicLLM()
-        except ValueError as exc:  # no API key
+        except RunOptionsError as exc:  # no API key
             raise CLIError(str(exc)) from exc
     return None
 

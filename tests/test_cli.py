@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from llmtaskgraph import TaskGraph
-from llmtaskgraph.cli import main, terminal_safe
+import llmtaskgraph.cli as cli_module
+from llmtaskgraph import LLMTaskGraphError, TaskGraph
+from llmtaskgraph.cli import CLIError, main, terminal_safe
 
 GRAPHS = '''
 import os
@@ -351,6 +352,46 @@ def test_the_anthropic_backend_without_a_key_is_a_clear_error(
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     code, _, err = run_cli(capsys, "run", "graphs:build", "--llm", "anthropic")
     assert code == 2 and "AnthropicLLM needs an API key: set ANTHROPIC_API_KEY" in err and "Traceback" not in err
+
+
+
+def test_cli_errors_are_llmtaskgraph_errors(project: Path) -> None:
+    with pytest.raises(CLIError) as info:
+        cli_module.load_trace(Path("missing.json"))  # (the project folder is the current one)
+    assert isinstance(info.value, LLMTaskGraphError) and str(info.value) == "`missing.json` does not exist"
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_a_run_refused_before_it_starts_exits_2_in_one_line(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, resume: bool
+) -> None:
+    # No flag takes a value the run options refuse (argparse checks them all), so hand the run a bad backend.
+    if resume:
+        assert run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")[0] == 0
+        kept = (project / "t.json").read_bytes()
+    monkeypatch.setattr(cli_module, "_make_llm", lambda choice: 42)
+    code, out, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "-q", *(["--resume"] if resume else []))
+    assert code == 2 and out == "", err
+    line = err.strip().splitlines()[-1]  # (a resumed run first says where it resumes from)
+    assert line.startswith("llmtaskgraph: error: `llm` must be an LLM backend (AnthropicLLM(), ") and line.endswith("got int 42")
+    assert "Traceback" not in err and "trace saved" not in err
+    if resume:
+        assert (project / "t.json").read_bytes() == kept and len(calls(project)) == 6  # the first run's only
+    else:
+        assert calls(project) == [] and not (project / "t.json").exists()
+
+
+def test_an_unknown_task_in_the_run_options_exits_2_and_saves_nothing(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI has no break/resample flag naming tasks; this stands in for one.
+    run = TaskGraph.run
+    monkeypatch.setattr(TaskGraph, "run", lambda self, registry, **o: run(self, registry, break_before=["ask_agian"], **o))
+    code, _, err = run_cli(capsys, "run", "graphs:build", "-o", "t.json", "--llm", "offline", "-q")
+    assert code == 2 and "Traceback" not in err
+    assert err == "llmtaskgraph: error: no task `ask_agian` in this graph; did you mean `ask_again`? " \
+        "(tasks inside sub-graphs are named `outer > inner`)\n"
+    assert calls(project) == [] and not (project / "t.json").exists()
 
 
 # -- where the trace goes: checked before anything runs, never overwritten by accident ----------------
