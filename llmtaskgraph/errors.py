@@ -12,7 +12,8 @@
     ├── PromptError (also TypeError)            a formatter's result (or a prompt edit) that is not a prompt
     ├── LLMCallError                            an LLM request failed for good (status, API message)
     ├── TaskGraphError                          a run finished with failed tasks; lists them all
-    └── SubgraphFailed                          (recorded on a TaskGraphTask) tasks inside its sub-graph failed
+    ├── SubgraphFailed                          (recorded on a TaskGraphTask) tasks inside its sub-graph failed
+    └── CLIError                                (in llmtaskgraph.cli) a bad file or argument on the command line; exit 2
 
 Messages name task ids and fields in backticks and say what to do next.
 """
