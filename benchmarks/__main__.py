@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import llmtaskgraph
 
-from . import growth, json_memory, llm_io, overhead, replay
+from . import children, growth, json_memory, llm_io, overhead, replay
 
 BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "overhead": lambda quick: overhead.run(repeats=1 if quick else overhead.REPEATS, n=1_000 if quick else overhead.N),
@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "replay": lambda quick: replay.run(repeats=1 if quick else 3, n=1_000 if quick else replay.N),
     "json": lambda quick: json_memory.run(repeats=1 if quick else json_memory.REPEATS, n=1_000 if quick else json_memory.N),
     "growth": lambda quick: growth.run(),
+    "children": lambda quick: children.run(large=10_000 if quick else children.LARGE),
 }
 
 
