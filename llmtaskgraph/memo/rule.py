@@ -60,7 +60,7 @@ class Memo:
         self.gi_fp = digest(graph.graph_input) if graph_input_known else None
 
     # -- the parts a stage's fingerprint covers -----------------------------------------------------
-    def _deps_part(self, task: Task) -> Any:
+    def deps_part(self, task: Task) -> Any:
         """Dependency output fingerprints and ``inputs``; None if one of them is not known yet."""
         tasks, changing = self.graph.tasks, self.changing
         if changing and any(d in changing for d in task.all_deps()):
@@ -86,7 +86,7 @@ class Memo:
                 return None
             gi = self.gi_fp
         if stage.reads == "deps":
-            part = deps_part if deps_part is not None else self._deps_part(task)
+            part = deps_part if deps_part is not None else self.deps_part(task)
             if part is None:
                 return None
             return stage_fingerprint(stage.name, task.function_of(stage), part, gi)

@@ -286,10 +286,20 @@ class TaskGraph:
     def resample(self, tasks: Iterable[Task | str] | None = None) -> None:
         """Draw fresh LLM replies on the next run for ``tasks`` (tasks or paths; a sub-graph task means every
         LLMTask inside it; default: every LLMTask of the graph)."""
-        chosen = [self.find(t) if isinstance(t, str) else self._check_own(t) for t in self._checked_list(tasks)] if tasks is not None else None
-        for _, task, _ in self.walk():
-            if isinstance(task, LLMTask) and (chosen is None or task in chosen or self._inside(task, chosen)):
-                task.resample()
+        for task in self.llm_tasks(tasks):
+            task.resample()
+
+    def llm_tasks(self, tasks: Iterable[Task | str] | None = None) -> list[LLMTask]:
+        """The LLMTasks among ``tasks`` (objects or paths) and inside the sub-graphs of those; all when None."""
+        chosen = None if tasks is None else [self.find(t) if isinstance(t, str) else self._check_own(t)
+                                             for t in self._checked_list(tasks)]
+        return [task for _, task, _ in self.walk() if isinstance(task, LLMTask)
+                and (chosen is None or task in chosen or self._inside(task, chosen))]
+
+    @property
+    def running(self) -> bool:
+        """Whether a run of this graph is going on now."""
+        return self._active is not None
 
     def invalidate(self, *tasks: Task | str, stage: str | None = None) -> None:
         """Make the next run execute ``stage`` (default: every stage) of each task again, and what follows it.

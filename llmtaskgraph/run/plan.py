@@ -99,14 +99,7 @@ def make_plan(graph: TaskGraph, registry: Registry | None, options: RunSettings)
         from ..llm.cache import as_store
 
         cache = as_store(run_options.cache)
-    if resample is True:
-        resampled: Collection[Task] = [t for _, t, _ in graph.walk() if isinstance(t, LLMTask)]
-    elif resample:
-        chosen = [graph.find(p) for p in graph.paths(resample)]
-        resampled = [t for _, t, _ in graph.walk() if isinstance(t, LLMTask)
-                     and (t in chosen or graph._inside(t, chosen))]
-    else:
-        resampled = ()
+    resampled: Collection[Task] = graph.llm_tasks(None if resample is True else resample) if resample else ()
     planner = _Planner(plan, versions, run_options.llm.kind, cache, resampled)
     planner.graph(graph, "", True)
     if planner.unversioned and registry is not None:

@@ -49,7 +49,7 @@ async def run_stages(run: Run, task: Task, start: Stage) -> str:
             assert isinstance(task, TaskGraphTask)
             return await _run_subgraph(run, task, ran_before=stage is not start)
         if stage.reads == "deps":
-            deps_part = memo._deps_part(task)  # taken before the function runs, whatever it then does
+            deps_part = memo.deps_part(task)  # taken before the function runs, whatever it then does
             args, kwargs = _arguments(run, task)
             result, read = await call_function(run, task, stage, args, kwargs)
         elif stage.reads == "reply":

@@ -258,7 +258,7 @@ def drawing(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None = 
     """DOT source of ``graph`` within ``limits`` and the notes saying what was left out; coloured by
     ``plan`` ("will run" / "reused") instead of by status when one is given."""
     writer = _DotWriter(limits or Limits(), plan)
-    if plan is None and graph._active is None:  # (while it runs, statuses say it all)
+    if plan is None and not graph.running:  # (while it runs, statuses say it all)
         from ..run.plan import stale_paths
 
         writer.stale = stale_paths(graph)

@@ -140,7 +140,7 @@ class GraphEditor:
 
     def _statuses(self) -> dict[str, str]:
         """Path -> status as shown: ``stale`` for a done task that an edit left to run again."""
-        stale = stale_paths(self.graph) if self.graph._active is None else set()  # (a run shows live statuses)
+        stale = stale_paths(self.graph) if not self.graph.running else set()  # (a run shows live statuses)
         return {
             path: "stale" if task.status == "done" and path in stale else task.status
             for path, task in iter_tasks(self.graph)
