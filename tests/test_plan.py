@@ -102,6 +102,7 @@ def test_plan_without_a_registry_says_code_is_not_compared_and_draws_will_run():
     assert plan.will_run == ["ask", "join"] and any("no registry" in n for n in plan.notes)
     dot = to_dot(graph, plan=plan)
     assert PLAN_COLOURS["will run"] in dot and PLAN_COLOURS["reused"] in dot
+    assert "ask: will run\\nwhy: output of `plan` changed\\nlast run: done" in dot  # the node's tooltip
     assert "<table" in plan._repr_html_() and "ask" in plan._repr_html_()
 
 

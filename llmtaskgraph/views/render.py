@@ -119,6 +119,7 @@ class _DotWriter:
     def __init__(self, limits: Limits, plan: Plan | None = None) -> None:
         self.limits = limits
         self.will_run = None if plan is None else set(plan.will_run)
+        self.reasons = {} if plan is None else plan.reasons
         self.stale: set[str] = set()
         self.budget = limits.max_tasks
         self.lines: list[str] = []
@@ -199,10 +200,13 @@ class _DotWriter:
         if status == "done" and prefix + tid in self.stale:
             status = "stale"
         colour = STATUS_COLOURS.get(status) or PLAN_COLOURS.get(status, "#ffffff")
+        tip = f"{prefix}{tid}: {status}"
+        if self.will_run is not None:  # coloured by a plan: say why, and what the last run left
+            why = self.reasons.get(prefix + tid)
+            tip += (f"\nwhy: {'; '.join(why)}" if why else "") + f"\nlast run: {rec.status}"
         if task.created_by is not None:
             status += f" · added by {shorten(task.created_by, 30)}"
         lines.append(status)
-        tip = f"{prefix}{tid}: {rec.status}"
         if rec.error is not None:
             tip += f"\n{rec.error.type}: {rec.error.message}"
         elif task.is_complete:
