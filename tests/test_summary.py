@@ -8,27 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from trace_edits import Edit, edited, reply, times
+from trace_edits import Edit, edited, reply, three_tasks, times
 
-from llmtaskgraph import LLMTask, OfflineLLM, PythonTask, TaskGraph, TaskGraphTask
+from llmtaskgraph import LLMTask, OfflineLLM, TaskGraph, TaskGraphTask
 from llmtaskgraph.cli import print_table
 from llmtaskgraph.text import count_text, seconds_text, shorten, terminal_safe
 from llmtaskgraph.trace.summary import max_concurrency, seconds, task_rows, totals, utc_time
 
 
-def ran_graph() -> TaskGraph:
-    """`a` (python), `b` (LLM, with a backend reply) and `c` (python), all done."""
-    graph = TaskGraph()
-    graph.add_task(PythonTask("f", id="a"))
-    graph.add_task(LLMTask("ask", "keep", id="b"))
-    graph.add_task(PythonTask("f", id="c"))
-    graph.run({"f": lambda ctx: 1, "ask": lambda ctx: "hi", "keep": lambda ctx, text: text}, llm=OfflineLLM(), progress=False)
-    return graph
-
-
 def edited_run(edit: Edit) -> TaskGraph:
-    """``ran_graph()`` after ``edit`` changed its tasks' JSON, loaded back the way `show` loads a file."""
-    return edited(ran_graph(), edit)
+    """``three_tasks()`` after ``edit`` changed its tasks' JSON, loaded back the way `show` loads a file."""
+    return edited(three_tasks(), edit)
 
 
 HOSTILE = {
