@@ -371,13 +371,6 @@ class TaskGraph:
         self.path_of(task)
         return task
 
-    def _own_id(self, task: Task | str) -> str:
-        """The id of a task of this graph itself (not of a sub-graph), given as object or id."""
-        tid = task.id if isinstance(task, Task) else task
-        if tid is None or tid not in self.tasks or (isinstance(task, Task) and self.tasks[tid] is not task):
-            raise UnknownTaskError(str(tid if tid is not None else getattr(task, "label", task)), list(self.tasks))
-        return tid
-
     def _inside(self, task: Task, chosen: Collection[Task]) -> bool:
         """Whether ``task`` is inside the sub-graph of one of ``chosen``."""
         return any(isinstance(c, TaskGraphTask) and any(t is task for _, t, _ in c.subgraph.walk()) for c in chosen)
