@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from llmtaskgraph import FunctionRegistry
+from llmtaskgraph import FunctionRegistry, PythonTask, TaskGraph
 
 
 class CountingRegistry(FunctionRegistry):
@@ -42,3 +42,12 @@ class CountingRegistry(FunctionRegistry):
         snapshot = {k: v for k, v in self.counts.items() if v}
         self.counts.clear()
         return snapshot
+
+
+def chain(n: int, fn: str) -> TaskGraph:
+    """``n`` PythonTasks calling ``fn``, ids ``t0``..``t{n-1}``, each depending on the one before."""
+    graph = TaskGraph()
+    prev: PythonTask | None = None
+    for i in range(n):
+        prev = graph.add_task(PythonTask(fn, *([prev] if prev else []), id=f"t{i}"))
+    return graph

@@ -9,17 +9,10 @@ import threading
 from typing import Any
 
 import pytest
+from core_helpers import chain
 
 import llmtaskgraph.run.calls as calls_module
 from llmtaskgraph import PythonTask, TaskGraph
-
-
-def chain(n: int, fn: str) -> TaskGraph:
-    graph = TaskGraph()
-    prev: PythonTask | None = None
-    for i in range(n):
-        prev = graph.add_task(PythonTask(fn, *([prev] if prev else []), id=f"t{i}"))
-    return graph
 
 
 def threads_of(graph: TaskGraph, fn: Any) -> tuple[list[int], int]:

@@ -8,18 +8,11 @@ import contextvars
 from typing import Any
 
 import anyio
+from core_helpers import chain
 
 from llmtaskgraph import OfflineLLM, PythonTask, TaskGraph
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
-
-
-def chain(n: int, fn: str) -> TaskGraph:
-    graph = TaskGraph()
-    prev: PythonTask | None = None
-    for i in range(n):
-        prev = graph.add_task(PythonTask(fn, *([prev] if prev else []), id=f"t{i}"))
-    return graph
 
 
 async def run(graph: TaskGraph, registry: dict[str, Any], **options: Any) -> None:
