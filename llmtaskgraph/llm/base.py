@@ -17,28 +17,54 @@ __all__ = ["LLMBackend", "LLMResponse", "PromptError", "build_request", "last_us
 
 @dataclass
 class LLMResponse:
-    """One reply, with what the trace records about the call that produced it."""
+    """One reply, with what the trace records about the call that produced it.
+
+    ``content`` is the reply as the API returned it, block by block (``text`` with ``citations``,
+    ``tool_use``, ``thinking`` with its ``signature``, ``redacted_thinking``, ``server_tool_use``,
+    server tool results, ...); ``text`` is derived from it, the concatenation of the text blocks,
+    kept because every ``(ctx, text)`` parser reads it.
+    """
 
     text: str
-    """The reply text the parser receives."""
+    """The concatenation of the ``text`` blocks: what a ``(ctx, text)`` parser receives."""
     model: str | None = None
     """The model that answered, as the backend reports it."""
     stop_reason: str | None = None
-    """Why generation stopped (``end_turn``, ``max_tokens``, ...)."""
-    usage: dict[str, int] = field(default_factory=dict)
-    """Token counts: ``input_tokens``, ``output_tokens`` and cache counts when present."""
+    """Why generation stopped (``end_turn``, ``max_tokens``, ``tool_use``, ``refusal``, ``pause_turn``, ...)."""
+    usage: dict[str, Any] = field(default_factory=dict)
+    """Usage as the API reported it: ``input_tokens``, ``output_tokens``, cache counts (and the nested
+    ``cache_creation`` split), ``server_tool_use``, ``service_tier``, ..."""
     latency: float | None = None
     """Seconds from sending the request to having the whole reply."""
     retries: int = 0
     """How many times the request was retried before it succeeded."""
     backend: str = ""
     """Which backend answered (``offline``, ``scripted``, ``anthropic``)."""
+    content: list[dict[str, Any]] | None = None
+    """The content blocks exactly as returned (JSON objects); None means one text block holding ``text``."""
+    id: str | None = None
+    """The message id (``msg_...``)."""
+    stop_sequence: str | None = None
+    """The stop sequence that ended generation, when ``stop_reason`` is ``stop_sequence``."""
+    stop_details: dict[str, Any] | None = None
+    """Further detail on why generation stopped, when the API gives it (e.g. for a refusal)."""
+    request_id: str | None = None
+    """The ``request-id`` response header, to quote to Anthropic support."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Other top-level message fields the API returned (``container``, ``context_management``, ...)."""
 
     def to_json(self) -> dict[str, Any]:
+        """The trace's ``record.response``: fields left at their defaults are not written."""
         # Not dataclasses.asdict: its deep copy was a quarter of the scheduler's cost per LLM call.
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["usage"] = dict(self.usage)
+        for name in _OPTIONAL:
+            if not data[name]:
+                del data[name]
         return data
+
+
+_OPTIONAL = ("content", "id", "stop_sequence", "stop_details", "request_id", "extra")
 
 
 @runtime_checkable
