@@ -261,6 +261,38 @@ def test_a_format_1_trace_loads_and_replays_without_running_anything():
     assert graph.tasks["sub"].output == 6 and graph.tasks["plan/hat"].output == "HAT"
 
 
+def _v2_plan(ctx, words):
+    from llmtaskgraph import PythonTask
+
+    for w in words:
+        ctx.add_task(PythonTask("shout", key=w, inputs={"word": w}))
+    return len(words)
+
+
+V2_REGISTRY = {
+    "words": lambda ctx: ctx.graph_input["words"],
+    "fmt": lambda ctx, ws: f"Give a rhyme for {ws[0]}.",
+    "parse": lambda ctx, text: text.strip(),
+    "plan": _v2_plan,
+    "shout": lambda ctx, word: word.upper(),
+    "to_sub": lambda ctx, n: {"n": n},
+    "double": lambda ctx: ctx.graph_input["n"] * 2,
+}
+"""The registry ``tests/fixtures/trace_v2.json`` was run with (``fixtures/make_trace_v2.py``)."""
+
+
+def test_a_format_2_trace_loads_and_replays_without_running_anything():
+    graph = TaskGraph.load(FIXTURES / "trace_v2.json")
+    assert list(graph.tasks) == ["words", "rhyme", "plan", "sub", "plan/cat", "plan/hat"]
+    rhyme = graph.tasks["rhyme"]
+    assert rhyme.response["backend"] == "offline" and rhyme.response["text"].startswith("[offline reply")
+    assert graph.plan(V2_REGISTRY, llm=OfflineLLM()).will_run == []
+    llm = OfflineLLM()
+    graph.run(V2_REGISTRY, llm=llm, progress=False)
+    assert graph.last_run.executed == [] and graph.last_run.llm_calls == 0 and llm.calls == 0
+    assert graph.tasks["sub"].output == 4 and rhyme.output == rhyme.response["text"].strip()
+
+
 # -- every trace the library saves loads --------------------------------------------------------------
 def test_a_scripted_reply_a_trace_cannot_store_fails_the_call_stage(tmp_path):
     from llmtaskgraph import ScriptedLLM
