@@ -11,8 +11,10 @@
     ├── OutputNotJSONError (also TypeError)     a task produced a value that cannot be stored
     ├── PromptError (also TypeError)            a formatter's result (or a prompt edit) that is not a prompt
     ├── LLMCallError                            an LLM request failed for good (status, API message)
+    ├── OutputSchemaError (also ValueError)     a parsed output that does not match the task's `output_schema`
     ├── TaskGraphError                          a run finished with failed tasks; lists them all
     ├── SubgraphFailed                          (recorded on a TaskGraphTask) tasks inside its sub-graph failed
+    ├── DatasetError (also ValueError)          dataset inputs, a dataset folder or a score that cannot be used
     └── CLIError                                (in llmtaskgraph.cli) a bad file or argument on the command line; exit 2
 
 Messages name task ids and fields in backticks and say what to do next.
@@ -97,6 +99,11 @@ class LLMCallError(LLMTaskGraphError):
         super().__init__(message)
 
 
+class OutputSchemaError(LLMTaskGraphError, ValueError):
+    """A parsed output does not match the LLMTask's ``output_schema`` (recorded on the parse stage; the reply is
+    kept, so fixing the parser re-runs without a call)."""
+
+
 class TaskGraphError(LLMTaskGraphError):
     """A run finished but some tasks failed. Their outputs are absent; every completed output is kept.
 
@@ -131,3 +138,9 @@ class UnknownTaskError(GraphValidationError, KeyError):
 
 class SubgraphFailed(LLMTaskGraphError):
     """A TaskGraphTask failed because tasks in its sub-graph failed (they are listed)."""
+
+
+class DatasetError(LLMTaskGraphError, ValueError):
+    """A dataset run cannot go on as asked: an inputs file that cannot be read (names the line), case ids
+    that are not unique, a folder that holds no dataset run, a saved case of another graph, or a score
+    function that returned no number; raised before anything runs wherever it can be."""
