@@ -160,7 +160,23 @@ def test_dot_source_parsed_by_graphviz_has_exactly_our_nodes_and_edges(case: tup
     clusters = [o for o in data.get("objects", []) if "nodes" in o]
     assert [o["name"] for o in nodes] == ["n1", "n2", "n3", "n4", "n5"] and len(clusters) == 1
     assert len(data.get("edges", [])) == 4  # ask -> sub, sub -> fail, sub -> blocked, sub .. its inner task
-    written = {"name", "label", "fillcolor", "tooltip", "id", "color", "penwidth", "style", "shape", "_gvid",
+    written = {"name", "label", "fillcolor", "fontcolor", "tooltip", "id", "color", "penwidth", "style", "shape", "_gvid",
                "fontname", "fontsize", "height", "width", "pos", "bb", "lp", "xlp"}
     assert not {k for o in nodes for k in o} - written, "an attribute appeared that render.py does not write"
     assert sorted(_norm(html.unescape(o["id"])) for o in nodes) == expected_ids(text)
+
+
+def test_the_simpler_layout_keeps_hostile_text_as_text_with_exact_ids(case: tuple[str, TaskGraph]) -> None:
+    from llmtaskgraph.views.layout import layered_svg
+    from llmtaskgraph.views.render import drawing
+
+    text, graph = case
+    draw = drawing(graph)
+    root = ET.fromstring(layered_svg(draw.nodes, draw.edges))  # well-formed XML whatever the text
+    ns = "{http://www.w3.org/2000/svg}"
+    assert not [e for e in root.iter() if e.tag in (f"{ns}script", f"{ns}foreignObject")]
+    assert not [k for e in root.iter() for k in e.attrib if k.lower().startswith("on")]
+    ids = sorted(e.attrib["id"] for e in root.iter(f"{ns}g") if e.attrib.get("class") == "node")
+    # no layout program in between: the ids are the task paths exactly
+    paths = [f"{text} {s}" for s in ("ask", "blocked", "fail", "sub")] + [f"{text} sub > {text} inner"]
+    assert ids == sorted("task:" + "".join(ch for ch in p if ch >= " " or ch in "\t\n\r") for p in paths)

@@ -10,6 +10,7 @@ import pytest
 from jupyter_helpers import chain_graph, planner_graph
 
 from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph, TaskGraphError, TaskGraphTask
+from llmtaskgraph.views.common import CELL
 from llmtaskgraph.views.render import STATUS_COLOURS, Limits, graph_html, task_html, to_dot, to_html, to_svg
 
 HOSTILE = '<script>alert("x")</script></svg><b>&amp;\\N "quoted"'
@@ -70,11 +71,11 @@ def test_llm_task_card_shows_prompt_reply_output_tokens_and_latency():
     graph, registry, llm = planner_graph()
     graph.run(registry, llm=llm, progress=False)
     card = graph.tasks["plan"]._repr_mimebundle_()["text/html"]
-    assert "<pre>Plan steps about cats</pre>" in card
-    assert "<pre>[&quot;a&quot;, &quot;b&quot;, &quot;c&quot;]</pre>" in card  # the reply, escaped
+    assert '<pre class="ltg-pre">Plan steps about cats</pre>' in card
+    assert '<pre class="ltg-pre">[&quot;a&quot;, &quot;b&quot;, &quot;c&quot;]</pre>' in card  # the reply, escaped
     assert "input 4 tokens · output 13 tokens · model scripted" in card
     assert 'latency <span class="ltg-time">0.00 s</span>' in card
-    assert re.search(r'<th>time</th><td><span class="ltg-time">\d+\.\d\d s</span>', card)
+    assert re.search(rf'<th{CELL}>time</th><td{CELL}><span class="ltg-time">\d+\.\d\d s</span>', card)
     assert graph.tasks["plan"]._repr_mimebundle_()["text/plain"] == "<LLMTask 'plan' done>"
 
 
@@ -170,7 +171,7 @@ def test_without_the_dot_program_the_graph_renders_as_a_table_that_says_how_to_i
     assert "<svg" not in html_text
     assert "apt-get install graphviz" in html_text and "pip install &#x27;llmtaskgraph[jupyter]&#x27;" not in html_text
     assert "pip install 'llmtaskgraph[jupyter]'" in html_text
-    assert "<td>subgraph &gt; inc</td>" in html_text  # sub-graph tasks are listed with their path
+    assert f"<td{CELL}>subgraph &gt; inc</td>" in html_text  # sub-graph tasks are listed with their path
     assert f'background:{STATUS_COLOURS["done"]}' in html_text
     assert to_html(graph) == html_text
 
@@ -186,13 +187,13 @@ def test_fallback_table_escapes_and_caps_too(monkeypatch, tmp_path):
     assert "<script" not in graph_html(graph2) and "&lt;script&gt;" in graph_html(graph2)
 
 
-def test_without_the_graphviz_package_the_graph_still_renders_as_a_table(monkeypatch):
+def test_without_the_graphviz_package_the_graph_is_still_drawn_by_the_dot_program(monkeypatch):
     import sys
 
     graph, _registry = chain_graph(3)
     monkeypatch.setitem(sys.modules, "graphviz", None)  # `import graphviz` now raises ImportError
     html_text = graph._repr_mimebundle_()["text/html"]
-    assert "ltg-fallback" in html_text and "<td>t2</td>" in html_text
+    assert "<svg" in html_text and _node_fill(html_text, "t2") == STATUS_COLOURS["pending"]
 
 
 def test_the_core_imports_and_runs_without_loading_graphviz_or_widgets():
@@ -238,11 +239,11 @@ def test_a_task_card_shows_numbers_no_float_holds_short_and_unusable_times_as_un
     assert "input 1.00e+3000 tokens · output 1,234,567 tokens · model 1.00e+3000" in card
     assert "1.00e+3000 retries" in card
     assert 'latency <span class="ltg-time">?</span> (out of order or out of range)' in card
-    assert '<th>time</th><td><span class="ltg-time">?</span> (out of order or out of range)' in card
+    assert f'<th{CELL}>time</th><td{CELL}><span class="ltg-time">?</span> (out of order or out of range)' in card
     assert len(card) < 5_000  # no 3000-digit number
     for tid in ("late", "mixed"):
         card = graph.tasks[tid]._repr_mimebundle_()["text/html"]
-        assert '<th>time</th><td><span class="ltg-time">?</span>' in card, tid
+        assert f'<th{CELL}>time</th><td{CELL}><span class="ltg-time">?</span>' in card, tid
 
 
 def test_a_graph_holding_numbers_no_float_holds_still_draws(monkeypatch, tmp_path):

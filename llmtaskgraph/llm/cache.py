@@ -2,8 +2,15 @@
 
 The trace already memoizes calls, but only while the trace exists: a fresh kernel that rebuilds
 the graph would call the LLM again. With ``graph.run(registry, cache="llm_cache/")`` every reply is
-also stored on disk under its call fingerprint (backend kind + full request + sample number), the
-same key that decides reuse in the trace, so a fresh sample or an edited prompt still calls.
+also stored on disk under :func:`cache_key`: the call fingerprint (backend kind + full request +
+sample number, the key that decides reuse in the trace) and the task's path. So a fresh sample or
+an edited prompt still calls, and N tasks sending the same request (N samples of one question)
+keep N distinct replies instead of collapsing into one.
+
+The run option ``cache_mode`` says how a run uses the cache: ``write`` (the default: look up, store
+new replies), ``read`` (look up, store nothing: a shared cache stays as it is), ``refresh`` (look
+nothing up, call and overwrite: fresh replies for everything the run calls) or ``off``. Hits are
+counted in ``last_run.llm_cache_hits`` with the dollars they saved in ``last_run.cache_saved``.
 
 One JSON file per entry, written to a temporary file and renamed into place: concurrent writers
 (threads, processes, several notebooks) never leave a torn entry, and two writers of the same key
@@ -22,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import RunOptionsError
-from ..fingerprint import check_json, json_problem
+from ..fingerprint import check_json, digest, json_problem
 
 FORMAT = "llmtaskgraph-cache/1"
 _KEY = re.compile(r"^[0-9a-f]{16,128}$")
@@ -112,6 +119,15 @@ class ResponseCache:
     def keys(self) -> list[str]:
         """Every stored fingerprint (in no particular order)."""
         return [p.stem for p in self.path.glob("??/*.json")]
+
+
+def cache_key(call_fingerprint: str, path: str) -> str:
+    """The cache key of one task's call: its call fingerprint and its path (``outer > inner``).
+
+    The path keeps distinct samples distinct: tasks sending equal requests each get their own reply,
+    in the cache as in the trace, so replaying from the cache gives the replies the first run gave.
+    """
+    return digest({"call": call_fingerprint, "task": path})
 
 
 def _skip(path: Path, why: str) -> None:

@@ -16,9 +16,11 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..llm.cache import cache_key
 from ..memo.code import CodeVersions
 from ..memo.rule import Memo
 from ..model.tasks import EDITED, INVALIDATED, PATH_SEP, LLMTask, Task, TaskGraphTask
+from .estimate import PlannedCall, estimate_cost
 
 if TYPE_CHECKING:
     from ..llm.cache import ResponseStore
@@ -45,17 +47,39 @@ class Plan:
     """Paths of the tasks whose every stored result would be reused."""
     notes: list[str] = field(default_factory=list)
     """What the plan could not know (no registry given, tasks added at run time, bounds not applied)."""
+    cost_low: float = 0.0
+    """US dollars the calls would cost at least (their input alone; see :mod:`.estimate`)."""
+    cost_high: float = 0.0
+    """US dollars they could cost at most (input and ``max_tokens`` of output each)."""
+    cost_unknown: int = 0
+    """Calls left out of the range: no prompt to price yet, or a model with no known price."""
+    unpriced_models: list[str] = field(default_factory=list)
+    """Models of those calls that have no known price."""
+    tokens_counted: bool = False
+    """Input tokens were counted by the API's token-counting endpoint (else estimated locally)."""
     graph: TaskGraph | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         calls = (f"{self.llm_calls} LLM call(s)" if self.llm_calls == self.llm_calls_certain
                  else f"at most {self.llm_calls} LLM call(s) ({self.llm_calls_certain} certain)")
         total = len(self.will_run) + len(self.reused)
-        lines = [f"plan: {len(self.will_run)} of {total} task(s) will run, {calls}"]
+        lines = [f"plan: {len(self.will_run)} of {total} task(s) will run, {calls}{self.cost_text()}"]
         width = max((len(p) for p in self.will_run), default=0)
         lines += [f"  {p.ljust(width)}  {'; '.join(self.reasons.get(p, []))}" for p in self.will_run]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def cost_text(self) -> str:
+        """``, cost $0.0120 to $0.0310`` (empty when no call would be sent)."""
+        if not self.llm_calls:
+            return ""
+        from ..trace.usage import dollars_text
+
+        priced = self.llm_calls - self.cost_unknown
+        text = f", cost {dollars_text(self.cost_low)} to {dollars_text(self.cost_high)}" if priced > 0 else ", cost ?"
+        if self.cost_unknown and priced > 0:
+            text += f" + {self.cost_unknown} call(s) not priced"
+        return text
 
     def _repr_html_(self) -> str:
         def e(text: str) -> str:  # escaped, with `names` as code
@@ -102,6 +126,9 @@ def make_plan(graph: TaskGraph, registry: Registry | None, options: RunSettings)
     resampled: Collection[Task] = graph.llm_tasks(None if resample is True else resample) if resample else ()
     planner = _Planner(plan, versions, run_options.llm.kind, cache, resampled)
     planner.graph(graph, "", True)
+    from .state import RunReport
+
+    estimate_cost(plan, planner.calls, run_options.llm, RunReport())
     if planner.unversioned and registry is not None:
         plan.notes.append(f"{planner.unversioned} stored result(s) have no code version (a trace saved before versions "
                           "existed): the run keeps them and adopts the current code; changes made earlier go unseen")
@@ -135,6 +162,8 @@ class _Planner:
         self.cache = cache
         self.resampled = resampled
         self.creators_noted = False
+        self.calls: list[PlannedCall] = []
+        """The calls counted in ``plan.llm_calls``, for the cost estimate."""
         self.unversioned = 0
         """Reused stages with no code version: from a trace saved before versions existed."""
 
@@ -179,14 +208,15 @@ class _Planner:
                 plan.notes.append("tasks that add tasks while running will run again: the tasks they add "
                                   "are planned as they are now (they may add others)")
             if isinstance(task, LLMTask) and stage.name in ("format", "call"):
-                self._count_call(task, stage.name, memo)
+                self._count_call(task, stage.name, memo, path)
         return changing
 
-    def _count_call(self, task: LLMTask, stage: str, memo: Memo) -> None:
+    def _count_call(self, task: LLMTask, stage: str, memo: Memo, path: str) -> None:
         plan = self.plan
         stored = task.record.fingerprints.get("call")
         if stage == "format" and stored not in (None, INVALIDATED) and task not in self.resampled:
             plan.llm_calls += 1  # the request is known only once the formatter ran: it may come out the same
+            self.calls.append(PlannedCall(path, task, exact=False))
             return
         if self.cache is not None:
             fp = None
@@ -195,9 +225,11 @@ class _Planner:
                     fp = memo.fingerprint(task, task.stage_table[1]) if task not in self.resampled else None
                 except Exception:
                     fp = None
-            if fp is None or self.cache.get(fp) is None:
+            if fp is None or self.cache.get(cache_key(fp, path)) is None:
                 plan.llm_calls += 1
                 plan.llm_calls_certain += stage == "call"
+                self.calls.append(PlannedCall(path, task, exact=stage == "call"))
             return
         plan.llm_calls += 1
         plan.llm_calls_certain += 1
+        self.calls.append(PlannedCall(path, task, exact=stage == "call"))

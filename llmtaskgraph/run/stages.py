@@ -11,6 +11,7 @@ so a function that mutates its arguments cannot change a stored value or a finge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,9 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MissingFunctionError, OutputNotJSONError, SubgraphFailed
 from ..fingerprint import check_json, json_copy
 from ..llm.base import build_request
+from ..llm.batch import PendingCall
+from ..llm.cache import cache_key
+from ..llm.prices import cost_of
 from ..model.context import TaskContext
 from ..model.registry import lookup
 from ..model.tasks import PATH_SEP, Stage, Task, TaskGraphTask
@@ -124,16 +128,24 @@ async def _call_llm(run: Run, task: Task, request: dict[str, Any]) -> dict[str, 
     path = run.prefix + str(task.id)
     call_fp = run.memo.fingerprint(task, task.stage_table[1])
     assert call_fp is not None
-    cache = shared.cache
-    if cache is not None:
-        hit = cache.get(call_fp)
+    cache, mode, report = shared.cache, shared.cache_mode, shared.report
+    key = cache_key(call_fp, path)
+    if cache is not None and mode in ("write", "read"):
+        hit = cache.get(key)
         if hit is not None:
-            shared.report.llm_cache_hits += 1
+            report.llm_cache_hits += 1
+            report.cache_saved += cost_of(hit) or 0.0
             return {**hit, "cached": True}
-    async with shared.semaphore:
+    llm = shared.options.llm
+    collects = getattr(llm, "collects_calls", False)  # the batch backend gathers every ready call itself
+    async with contextlib.nullcontext() if collects else shared.semaphore:
+        held = shared.budget.reserve(path, request)  # BudgetStop: the run stops, this task waits for the next one
         shared.emit("llm_started", path, task)
         try:
-            response = await shared.options.llm.complete(request)
+            if collects:
+                response = await llm.complete_call(request, PendingCall(key, path, task.record, lambda: shared.emit("llm_submitted", path, task)))
+            else:
+                response = await llm.complete(request)
             reply = response.to_json()
             check_json(reply, f"the reply to task `{task.id}`", "response")
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -141,11 +153,13 @@ async def _call_llm(run: Run, task: Task, request: dict[str, Any]) -> dict[str, 
         except BaseException as exc:
             raise _StageError("call", exc) from exc
         finally:
-            shared.report.llm_calls += 1
+            shared.budget.release(held)
+            report.llm_calls += 1
             shared.emit("llm_finished", path, task)
-    if cache is not None:
+    shared.budget.spend(reply)
+    if cache is not None and mode in ("write", "refresh"):
         try:
-            cache.put(call_fp, reply, request)
+            cache.put(key, reply, request)
         except (OSError, OutputNotJSONError) as exc:  # the reply is in the trace; losing its cached copy must not fail the task
             warnings.warn(f"could not store the reply of task `{task.id}` in the response cache: {exc}", stacklevel=1)
     return reply

@@ -82,6 +82,14 @@ class RunOptions:
     cache: ResponseStore | str | os.PathLike[str] | None = None
     """Persistent response cache (a directory path or a store): replies are looked up there by call
     fingerprint before calling the LLM and stored after, so a fresh process pays for no call twice."""
+    cache_mode: str | None = None
+    """How this run uses ``cache``: ``write`` (the default: read hits, store new replies), ``read`` (read
+    hits, store nothing), ``refresh`` (read nothing, call and overwrite), ``off`` (leave it alone)."""
+    max_cost: float | None = None
+    """US dollars this run's LLM calls may cost: no call starts that could take the run past it (calls in
+    flight counted at their upper bound); the run then stops cleanly, see :mod:`.budget`."""
+    max_tokens_total: int | None = None
+    """Tokens (input, output and cache) this run's LLM calls may use, bounded like ``max_cost``."""
 
     def __new__(cls, *args: Any, **kwargs: Any) -> RunOptions:
         # Runs before the generated __init__, which would reject an unknown name with a bare TypeError.
@@ -120,6 +128,14 @@ class RunOptions:
             raise RunOptionsError(
                 f"`cache` takes a directory path or a response store (an object with `get` and `put`), got {_shown(self.cache)}"
             )
+        if self.cache_mode is not None and self.cache_mode not in CACHE_MODES:
+            raise RunOptionsError(f"`cache_mode` is one of {', '.join(map(repr, CACHE_MODES))}, got {_shown(self.cache_mode)}")
+        if self.cache_mode not in (None, "off") and self.cache is None:
+            raise RunOptionsError(f"`cache_mode={self.cache_mode!r}` needs `cache=` (a directory path or a response store)")
+        if self.max_cost is not None:
+            _check_number("max_cost", self.max_cost, "US dollars, or None for no bound", allow_zero=True)
+        if self.max_tokens_total is not None:
+            _check_int("max_tokens_total", self.max_tokens_total, 0, "tokens, or None for no bound")
         if self.backend is not None and not _has_methods(self.backend, "handles", "run"):
             raise RunOptionsError(
                 f"`backend` takes an execution backend such as DaskBackend(client) (an object with `handles` and `run`), "
@@ -148,6 +164,9 @@ class RunSettings(TypedDict, total=False):
     checkpoint_every: int | None
     checkpoint_seconds: float | None
     cache: ResponseStore | str | os.PathLike[str] | None
+    cache_mode: str | None
+    max_cost: float | None
+    max_tokens_total: int | None
     resample: bool | Collection[str]
     """Draw fresh LLM replies: True for every LLMTask, or the ids of the chosen ones."""
     progress: bool | None
@@ -155,6 +174,8 @@ class RunSettings(TypedDict, total=False):
 
 
 _OPTION_FIELDS = frozenset(f.name for f in fields(RunOptions))
+CACHE_MODES = ("write", "read", "refresh", "off")
+"""The values of the ``cache_mode`` run option (the first is the default)."""
 RUN_SETTINGS = tuple(RunSettings.__annotations__)
 """Every name ``graph.run`` accepts, in the order of :class:`RunSettings`."""
 
@@ -242,13 +263,27 @@ class RunReport:
     adoption_said: bool = field(default=False, repr=False)
     llm_cache_hits: int = 0
     """Replies taken from the persistent response cache (run option ``cache=``) instead of calling."""
+    cache_saved: float = 0.0
+    """US dollars those cached replies would have cost (replies of unknown price count nothing)."""
+    cost: float = 0.0
+    """US dollars this run's LLM calls cost (replies of a known price; batch replies at the batch price)."""
+    tokens: int = 0
+    """Tokens (input, output, cache reads and writes) this run's LLM calls used."""
+    unpriced_calls: int = 0
+    """Calls of this run whose model has no known price (not in ``cost``)."""
+    overshoot: float = 0.0
+    """Dollars spent past ``max_cost`` (only when a request's input was estimated too low; else 0)."""
+    overshoot_tokens: int = 0
+    """Tokens used past ``max_tokens_total`` (as for ``overshoot``)."""
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(path, one-line error) of each failed task."""
     blocked: list[str] = field(default_factory=list)
     """Paths of tasks not run because a dependency failed."""
     stopped: str | None = None
-    """Why the run stopped before the graph finished (``max_tasks``, ``timeout``, ``stop``,
-    ``break_before:<id>``, ``break_after:<id>``), or None."""
+    """Why the run stopped before the graph finished (``max_tasks``, ``timeout``, ``stop``, ``max_cost``,
+    ``max_tokens_total``, ``break_before:<id>``, ``break_after:<id>``), or None."""
+    stopped_why: str | None = None
+    """One sentence on why, when the reason needs more than its name (what a budget had spent and refused)."""
     checkpoint_errors: list[str] = field(default_factory=list)
     """Checkpoint saves that failed (run option ``checkpoint=``), one line each, e.g.
     ``PermissionError: [Errno 13] Permission denied: 'run/trace.json'``; each was also warned about."""
@@ -268,6 +303,13 @@ class RunState:
             from ..llm.cache import as_store
 
             self.cache = as_store(options.cache)
+        self.cache_mode = options.cache_mode or CACHE_MODES[0]
+        if self.cache_mode == "off":
+            self.cache = None
+        from .budget import Budget
+
+        self.budget = Budget(self.report, options.llm, options.max_cost, options.max_tokens_total)
+        """Counts what the run's calls cost and refuses calls past ``max_cost``/``max_tokens_total``."""
         self.semaphore = asyncio.Semaphore(options.max_concurrency)
         self.calls = FunctionCaller(options.max_workers)
         """Calls the registry functions (see :mod:`.calls`)."""
