@@ -69,14 +69,17 @@ class Checkpointer:
         self.loop_thread = threading.get_ident()
 
     def __call__(self, event: RunEvent) -> None:
-        if event.kind not in _PROGRESS or self.closed:
+        # A call submitted to a Message Batch is paid for: its batch id must reach the file at once, so a
+        # killed process resumes polling it instead of submitting it again (see llmtaskgraph.llm.batch).
+        submitted = event.kind == "llm_submitted"
+        if (event.kind not in _PROGRESS and not submitted) or self.closed:
             return
         self.since_save += 1  # counted while a save is pending too: that save happens after them
         if self.pending:
             return
         due_by_count = self.every is not None and self.since_save >= self.every
         due_by_time = self.seconds is not None and _clock() - self.last_save >= self.seconds
-        if due_by_count or due_by_time:
+        if due_by_count or due_by_time or submitted:
             # Not inside the event: the scheduler is still handling this task (blocking dependents
             # of a failure, say); saving just after keeps every checkpoint between two steps.
             self.pending = True
