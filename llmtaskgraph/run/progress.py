@@ -4,16 +4,23 @@ Counting (:class:`ProgressCounter`) is kept apart from showing: a notebook gets 
 (progress bar + one line of text), a terminal gets one line on stderr redrawn in place. The total
 grows as running tasks add tasks. By default progress shows in notebooks and when stderr is a TTY
 (never in pipes, CI logs or tests); ``progress=False`` turns it off, ``progress=True`` forces it.
+
+Redraws are throttled (:class:`Throttle`) on both edges: the first change of a quiet spell is shown
+at once, later ones at the end of the window they fall in. Without that trailing redraw a burst of
+events (every task added at the start) followed by a long task would leave the display showing the
+first event of the burst until the next event, seconds later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
+import math
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ..text import terminal_safe
 
@@ -94,6 +101,11 @@ class TerminalDisplay:
         self.stream.flush()
 
 
+WIDGET_HINT = "[progress bar: shown by a Jupyter front end with ipywidgets while the notebook runs]"
+"""What a notebook output holds as text where no front end draws the widget (nbviewer, GitHub, a
+notebook opened before its kernel started), instead of ``HBox(children=(IntProgress(...``."""
+
+
 class WidgetDisplay:
     """An ipywidgets progress bar with the counts beside it, for notebooks."""
 
@@ -105,13 +117,20 @@ class WidgetDisplay:
         self.bar = w.IntProgress(value=0, min=0, max=1, description="tasks")
         self.text = w.HTML(value="")
         self.box = w.HBox([self.bar, self.text])
-        display(self.box)  # type: ignore[no-untyped-call]
+        display(with_text_hint(self.box, WIDGET_HINT), raw=True)  # type: ignore[no-untyped-call]
 
     def update(self, counter: ProgressCounter, final: bool) -> None:
         self.bar.max = max(counter.total, 1)
         self.bar.value = counter.done
         self.bar.bar_style = "danger" if counter.failed else ("success" if final and counter.done == counter.total else "")
         self.text.value = html.escape(counter.describe())
+
+
+def with_text_hint(widget: Any, hint: str) -> dict[str, Any]:
+    """The widget's display bundle with ``hint`` as its plain-text form."""
+    bundle = dict(widget._repr_mimebundle_() or {})
+    bundle["text/plain"] = hint
+    return bundle
 
 
 def in_notebook() -> bool:
@@ -135,23 +154,85 @@ def make_display(progress: bool | None) -> Display | None:
     return None
 
 
-class Progress:
-    """Feeds run events to a counter and redraws the display at most every ``interval`` seconds."""
+Schedule = Callable[[float, Callable[[], None]], Any]
+"""``schedule(delay, callback)``: call ``callback`` after ``delay`` seconds; returns something with ``cancel()``."""
 
-    def __init__(self, display: Display, interval: float = 0.1) -> None:
+
+def loop_schedule(delay: float, callback: Callable[[], None]) -> Any:
+    """Schedule on the running event loop (run events come on the run's loop); None when there is none."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop.call_later(delay, callback)
+
+
+class Throttle:
+    """Calls ``action`` at most once per ``interval`` seconds, on both edges of the window.
+
+    :meth:`poke` says something changed: the action runs at once if the last run is older than the
+    window, else once when the window ends (however many pokes came in it). So what is shown is
+    never more than ``interval`` behind, even when no event follows for minutes. ``clock`` and
+    ``schedule`` are injectable so tests can drive time.
+    """
+
+    def __init__(self, action: Callable[[], None], interval: float, *, clock: Callable[[], float] = time.monotonic,
+                 schedule: Schedule = loop_schedule) -> None:
+        self.action = action
+        self.interval = interval
+        self.clock = clock
+        self.schedule = schedule
+        self._last = -math.inf
+        self._dirty = False
+        self._pending: Any = None
+
+    def poke(self) -> None:
+        self._dirty = True
+        if self._pending is not None:
+            return
+        wait = self._last + self.interval - self.clock()
+        if wait > 0:
+            self._pending = self.schedule(wait, self._window_ended)
+            if self._pending is not None:
+                return
+        self._fire()  # (no loop to wait on: show it now)
+
+    def _window_ended(self) -> None:
+        self._pending = None
+        if self._dirty:
+            self._fire()
+
+    def _fire(self) -> None:
+        self._dirty = False
+        self._last = self.clock()
+        self.action()
+
+    def cancel(self) -> None:
+        """Drop the trailing call still scheduled (the caller shows the final state itself)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._dirty = False
+
+
+class Progress:
+    """Feeds run events to a counter and redraws the display at most every ``interval`` seconds,
+    always including the state at the end of each window (see :class:`Throttle`)."""
+
+    def __init__(self, display: Display, interval: float = 0.1, *, clock: Callable[[], float] = time.monotonic,
+                 schedule: Schedule = loop_schedule) -> None:
         self.counter = ProgressCounter()
         self.display = display
         self.interval = interval
-        self._last = 0.0
+        self.throttle = Throttle(lambda: self.display.update(self.counter, final=False), interval,
+                                 clock=clock, schedule=schedule)
 
     def on_event(self, event: RunEvent) -> None:
         self.counter.on_event(event)
-        now = time.monotonic()
-        if now - self._last >= self.interval:
-            self._last = now
-            self.display.update(self.counter, final=False)
+        self.throttle.poke()
 
     def close(self) -> None:
+        self.throttle.cancel()
         self.display.update(self.counter, final=True)
 
 
