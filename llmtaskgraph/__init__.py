@@ -6,7 +6,9 @@ as JSON, edit any prompt, reply or output, and run again: only what the edit aff
 
 from __future__ import annotations
 
+from .dataset import DatasetRun, arun_dataset, open_dataset, run_dataset
 from .errors import (
+    DatasetError,
     GraphValidationError,
     InvalidTraceError,
     LLMCallError,
@@ -32,6 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnthropicLLM",
+    "DatasetError",
+    "DatasetRun",
     "FunctionRegistry",
     "GraphValidationError",
     "InvalidTraceError",
@@ -58,4 +62,7 @@ __all__ = [
     "TaskGraphTask",
     "UnknownTaskError",
     "Usage",
+    "arun_dataset",
+    "open_dataset",
+    "run_dataset",
 ]

@@ -7,6 +7,7 @@
     llmtaskgraph show TRACE
     llmtaskgraph report TRACE [-o report.html]
     llmtaskgraph diff A B [--all]
+    llmtaskgraph dataset run | plan | show | compare ...   (see llmtaskgraph.dataset.cli)
 
 ``run`` calls ``FUNCTION()`` from ``MODULE`` (a dotted module name importable from the current
 folder, or a path to a ``.py`` file); it must return ``(graph, registry)``: a :class:`TaskGraph`
@@ -17,7 +18,8 @@ again is printed first) or ``--fresh`` (start over). The trace is saved even whe
 run is interrupted (and every 10 s while it runs, or as ``--checkpoint-*`` say). ``plan`` prints
 what such a run would execute and why, running nothing.
 
-Exit codes: 0 success; 1 the run had failed tasks (``run``) or the traces differ (``diff``);
+Exit codes: 0 success; 1 the run had failed tasks (``run``), the traces differ (``diff``), a case
+failed (``dataset run``) or outputs differ (``dataset compare``);
 2 a usage error, a file that is missing, unreadable or not a valid trace, or a run refused before
 it starts (a registry missing functions, a run option that cannot work): the message says which and
 why, without a Python traceback; 130 interrupted with Ctrl-C (the trace is saved first).
@@ -116,6 +118,10 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--all", action="store_true", dest="all_fields",
                       help="compare every field, timings, fingerprints and call metadata included")
     diff.set_defaults(command=_cmd_diff)
+
+    from .dataset.cli import add_dataset_commands  # (here: that module imports this one)
+
+    add_dataset_commands(commands)
     return parser
 
 
