@@ -47,6 +47,8 @@ class ProgressCounter:
     """LLM requests answered (or failed) so far."""
     failures: list[str] = field(default_factory=list)
     """Paths of the failed tasks."""
+    stopped: str | None = None
+    """Set when the run ends stopped by its budget: why (shown at the end of the line)."""
 
     def on_event(self, event: RunEvent) -> None:
         kind = event.kind
@@ -77,6 +79,8 @@ class ProgressCounter:
         if self.blocked:
             parts.append(f"{self.blocked} blocked")
         parts.append(f"{self.llm_in_flight} LLM calls in flight" if self.llm_in_flight else f"{self.llm_calls} LLM calls")
+        if self.stopped:
+            parts.append(f"stopped by the budget: {self.stopped}")
         return " · ".join(parts)
 
 
@@ -252,6 +256,9 @@ def attach_progress(graph: TaskGraph, shared: RunState, progress: bool | Display
 
     def detach() -> None:
         stop_listening()
+        report = shared.report
+        if report.stopped in ("max_cost", "max_tokens_total"):
+            watcher.counter.stopped = report.stopped_why or report.stopped
         watcher.close()
 
     return detach
