@@ -65,7 +65,7 @@ def test_rerunning_from_scratch_makes_no_repeated_calls(
     assert second.usage().cached == 4 and second.usage().calls == 4
 
 
-def test_cache_key_is_the_call_fingerprint(
+def test_cache_key_is_the_call_fingerprint_and_the_task(
     fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
 ) -> None:
     notebook(2).run(REGISTRY, llm=make_llm(), cache=tmp_path)
@@ -263,3 +263,84 @@ def test_two_graphs_sharing_a_cache_at_once(
     later = notebook(10)
     later.run(REGISTRY, llm=make_llm(), cache=tmp_path)
     assert later.last_run is not None and later.last_run.llm_cache_hits == 10
+
+
+# -- samples, modes and savings (issue 12) ----------------------------------------------------------
+def samples(n: int) -> TaskGraph:
+    """N tasks sending the very same request: N samples of one question."""
+    graph = TaskGraph()
+    for i in range(n):
+        graph.add_task(LLMTask("same", "keep", id=f"s{i}"))
+    return graph
+
+
+SAMPLE_REGISTRY: dict[str, Callable[..., Any]] = {"same": lambda ctx: "pick a number", "keep": lambda ctx, text: text}
+
+
+def test_n_samples_of_one_request_stay_n_in_the_cache(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
+) -> None:
+    drawn = iter(range(100))
+    fake_api.reply = lambda body: f"number {next(drawn)}"
+    first = samples(3)
+    first.run(SAMPLE_REGISTRY, llm=make_llm(), cache=tmp_path)
+    outputs = [t.output for t in first.tasks.values()]
+    assert len(set(outputs)) == 3 and len(ResponseCache(tmp_path)) == 3
+    again = samples(3)  # a fresh kernel: each task gets back its own sample, not one of them three times
+    again.run(SAMPLE_REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert [t.output for t in again.tasks.values()] == outputs and fake_api.count == 3
+
+
+def test_cache_modes(fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path) -> None:
+    drawn = iter(range(100))
+    fake_api.reply = lambda body: f"reply {next(drawn)}"
+    notebook(2).run(REGISTRY, llm=make_llm(), cache=tmp_path)  # the default mode: write
+    assert fake_api.count == 2 and len(ResponseCache(tmp_path)) == 2
+
+    read = notebook(3)  # read: hits are used, a miss is called but not stored
+    read.run(REGISTRY, llm=make_llm(), cache=tmp_path, cache_mode="read")
+    assert fake_api.count == 3 and len(ResponseCache(tmp_path)) == 2
+    assert read.last_run is not None and read.last_run.llm_cache_hits == 2
+
+    off = notebook(2)  # off: the cache is neither read nor written
+    off.run(REGISTRY, llm=make_llm(), cache=tmp_path, cache_mode="off")
+    assert fake_api.count == 5 and off.last_run is not None and off.last_run.llm_cache_hits == 0
+
+    before = {k: ResponseCache(tmp_path).get(k) for k in ResponseCache(tmp_path).keys()}
+    refresh = notebook(2)  # refresh: nothing is looked up, every reply is fetched anew and overwrites
+    refresh.run(REGISTRY, llm=make_llm(), cache=tmp_path, cache_mode="refresh")
+    assert fake_api.count == 7 and refresh.last_run is not None and refresh.last_run.llm_cache_hits == 0
+    after = {k: ResponseCache(tmp_path).get(k) for k in ResponseCache(tmp_path).keys()}
+    assert before.keys() == after.keys() and all(before[k] != after[k] for k in before)
+
+    later = notebook(2)
+    later.run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert fake_api.count == 7 and [t.output for t in later.tasks.values()] == [t.output for t in refresh.tasks.values()]
+
+
+def test_cache_hits_count_the_dollars_they_saved(
+    fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], tmp_path: Path
+) -> None:
+    fake_api.reply = lambda body: {"content": [{"type": "text", "text": "ok"}],
+                                   "usage": {"input_tokens": 1000, "output_tokens": 1000}}
+    first = notebook(2)
+    first.run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    assert first.last_run is not None and first.last_run.cache_saved == 0
+    assert first.last_run.cost == pytest.approx(2 * (1000 * 2 + 1000 * 10) / 1e6)  # claude-sonnet-5-5
+    second = notebook(2)
+    second.run(REGISTRY, llm=make_llm(), cache=tmp_path)
+    report = second.last_run
+    assert report is not None and report.cost == 0 and report.cache_saved == pytest.approx(first.last_run.cost)
+    usage = second.usage()
+    assert usage.cached == 2 and usage.cache_saved == pytest.approx(usage.cost) and usage.cost == pytest.approx(report.cache_saved)
+    assert "saved by the response cache" in str(usage)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"cache_mode": "sometimes"}, "`cache_mode` is one of 'write', 'read', 'refresh', 'off', got str 'sometimes'"),
+    ({"cache_mode": "read"}, "`cache_mode='read'` needs `cache=` (a directory path or a response store)"),
+])
+def test_a_cache_mode_that_cannot_work_is_refused(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(RunOptionsError) as info:
+        notebook(1).run(REGISTRY, **options)
+    assert str(info.value) == message
