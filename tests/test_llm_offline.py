@@ -30,8 +30,8 @@ def test_no_key_runs_offline_and_says_so_once(monkeypatch: pytest.MonkeyPatch, c
     first, second = two_questions(), two_questions()
     first.run(REGISTRY)
     second.run(REGISTRY)
-    err = capsys.readouterr().err
-    assert err.count(OFFLINE_NOTICE) == 1 and "ANTHROPIC_API_KEY" in OFFLINE_NOTICE
+    out = capsys.readouterr().out  # one line of ordinary output (tests/test_offline_notice.py: when exactly)
+    assert out.count(OFFLINE_NOTICE) == 1 and "ANTHROPIC_API_KEY" in OFFLINE_NOTICE
     for task in first.tasks.values():
         response = task.response
         assert response is not None and response["backend"] == "offline" and response["model"] == "offline"
@@ -44,7 +44,7 @@ def test_an_explicit_backend_prints_no_notice(monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.setattr(graph_module, "_offline_notice_shown", False)
     two_questions().run(REGISTRY, llm=OfflineLLM())
-    assert OFFLINE_NOTICE not in capsys.readouterr().err
+    assert OFFLINE_NOTICE not in capsys.readouterr().out
 
 
 def test_scripted_mapping_matches_exactly_then_by_phrase() -> None:

@@ -6,8 +6,8 @@ drawing to :mod:`llmtaskgraph.views.render`; this module only keeps the graph co
 
 from __future__ import annotations
 
+import functools
 import os
-import sys
 import threading
 import time
 import warnings
@@ -546,18 +546,37 @@ def _take_over(old: Task, new: Task) -> None:
 
 
 def default_llm(graph: TaskGraph | None = None) -> LLMBackend:
-    """AnthropicLLM when ANTHROPIC_API_KEY is set, else the offline backend (announced once, and only
-    when ``graph`` has LLM tasks that will use it)."""
-    global _offline_notice_shown
-    from ..llm import OFFLINE_NOTICE, OfflineLLM
+    """AnthropicLLM when ANTHROPIC_API_KEY is set, else the offline backend.
 
+    The offline backend says so in one line of ordinary output (stdout, not a red stderr block),
+    once per process and only when an LLM task is about to call it: a graph without LLM tasks, or
+    whose replies are all stored, runs without the notice.
+    """
     if os.environ.get("ANTHROPIC_API_KEY"):
         from ..llm.anthropic import AnthropicLLM
 
         return AnthropicLLM()
-    if not _offline_notice_shown and (graph is None or any(isinstance(t, LLMTask) for _, t, _ in graph.walk())):
+    return _announced_offline()()
+
+
+@functools.cache
+def _announced_offline() -> type[LLMBackend]:
+    from ..llm.offline import OfflineLLM
+
+    class AnnouncedOfflineLLM(OfflineLLM):
+        """The offline default, which announces itself before its first call."""
+
+        async def complete(self, request: dict[str, Any]) -> Any:
+            _say_offline()
+            return await super().complete(request)
+
+    return AnnouncedOfflineLLM
+
+
+def _say_offline() -> None:
+    global _offline_notice_shown
+    if not _offline_notice_shown:
+        from ..llm.offline import OFFLINE_NOTICE
+
         _offline_notice_shown = True
-        print(OFFLINE_NOTICE, file=sys.stderr)
-    return OfflineLLM()
-
-
+        print(OFFLINE_NOTICE, flush=True)
