@@ -9,7 +9,8 @@ back a signature the server never issued, gets the API's 400. Everything is dete
 clock, no randomness), so two runs against two servers see byte-identical blocks.
 
 Builders: :func:`text`, :func:`citation`, :func:`tool_use`, :func:`thinking`,
-:func:`redacted_thinking`, :func:`server_tool_use`, :func:`web_search_result`, :func:`full_usage`.
+:func:`redacted_thinking`, :func:`server_tool_use`, :func:`web_search_result`, :func:`full_usage`;
+:func:`every_block_type` puts one of each in a reply.
 Checks: :func:`check_conversation` (the 400 message, or None). Structured outputs:
 :func:`example_for_schema` (a JSON value valid for a simple JSON schema).
 """
@@ -108,6 +109,21 @@ def full_usage(input_tokens: int = 10, output_tokens: int = 5, *, cache_read: in
     if web_searches is not None:
         usage["server_tool_use"] = {"web_search_requests": web_searches, "web_fetch_requests": 0}
     return usage
+
+
+def every_block_type() -> list[Block]:
+    """One reply holding every kind of content block (and one kind no SDK knows), for round-trip tests."""
+    search = server_tool_use({"query": "tallest building"})
+    return [
+        thinking("The user asks about buildings. Let me search, then answer with a citation."),
+        redacted_thinking("hidden reasoning"),
+        search,
+        web_search_result(search["id"], [("https://example.com/towers", "Towers"), ("https://example.org/x", "X")]),
+        text("The tallest is the Burj Khalifa.", citations=[citation("Burj Khalifa", start=4)]),
+        text(" Unicode: Zürich, 東京, emoji 🏙 and a quote \" and a backslash \\."),
+        tool_use("lookup_height", {"building": "Burj Khalifa", "units": ["m", "ft"], "precise": True, "n": 2.5, "none": None}),
+        {"type": "future_block", "payload": {"nested": [1, {"deep": "value"}]}, "note": "unknown to every SDK"},
+    ]
 
 
 # -- what the API checks when earlier replies come back ---------------------------------------------

@@ -249,6 +249,8 @@ class Received:
     started: float = 0.0
     finished: float = 0.0
     method: str = "POST"
+    request_id: str | None = None
+    """The ``request-id`` header sent back."""
 
     @property
     def api_key(self) -> str | None:
@@ -515,7 +517,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("cache-control", "no-cache")
         else:
             self.send_header("content-length", str(length))
-        self.send_header("request-id", f"req_{uuid.uuid4().hex[:24]}")
+        self._received.request_id = f"req_{uuid.uuid4().hex[:24]}"
+        self.send_header("request-id", self._received.request_id)
         for name, value in _ratelimit_headers().items():
             self.send_header(name, value)
         for name, value in (extra or {}).items():

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import TEST_API_KEY
+from fake_content import every_block_type, full_usage
 from fake_messages_api import FakeMessagesAPI, Fault
 
 from llmtaskgraph import (
@@ -125,20 +126,67 @@ def test_no_key_is_refused_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
-def test_stream_in_params_fails_the_call_as_an_invalid_request(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
-    import asyncio
+# -- the whole reply ----------------------------------------------------------------------------------
+FULL_REPLY: dict[str, Any] = {
+    "content": every_block_type(),
+    "stop_reason": "pause_turn",
+    "stop_details": {"type": "server_tool_pause", "explanation": "the search tool ran long"},
+    "usage": full_usage(120, 45, cache_read=300, cache_write_5m=20, cache_write_1h=7, web_searches=1, service_tier="priority"),
+    "container": {"id": "container_01", "expires_at": "2026-05-01T12:00:00.000Z"},
+    "context_management": {"applied_edits": []},
+}
 
-    llm = make_llm()
-    with pytest.raises(LLMCallError) as info:
-        asyncio.run(llm.complete({"messages": [{"role": "user", "content": "hi"}], "stream": True}))
-    assert isinstance(info.value, LLMTaskGraphError) and info.value.error_type == "invalid_request_error"
-    assert str(info.value) == "`stream` is not supported: the trace stores whole replies; remove it from `params`"
 
-    graph, task = one_task({"stream": True})
-    error = run_failing(graph, llm)
-    assert error.failed == [("ask", "LLMCallError in call: " + str(info.value))]
-    assert task.error is not None and task.error.type == "LLMCallError"
-    assert fake_api.count == 0  # refused before anything was sent
+def test_every_block_and_field_is_recorded_as_sent(fake_api: FakeMessagesAPI, make_llm: MakeLLM, tmp_path: Path) -> None:
+    fake_api.reply = lambda body: FULL_REPLY
+    graph, task = one_task()
+    graph.run(REGISTRY, llm=make_llm())
+    sent = fake_api.requests[0]
+    assert sent.reply is not None and task.response is not None
+    response = task.response
+    assert response["content"] == sent.reply["content"] == FULL_REPLY["content"]
+    assert response["text"] == "The tallest is the Burj Khalifa." + FULL_REPLY["content"][5]["text"]
+    assert response["usage"] == FULL_REPLY["usage"]
+    assert (response["stop_reason"], response["stop_details"]) == ("pause_turn", FULL_REPLY["stop_details"])
+    assert response["extra"] == {"container": FULL_REPLY["container"], "context_management": {"applied_edits": []}}
+    assert response["id"] == sent.reply["id"] and response["request_id"] == sent.request_id
+    assert "stop_sequence" not in response  # None is not written
+
+    # Byte for byte: what must go back to the API unchanged, and what a reader quotes.
+    def dumped(reply: dict[str, Any]) -> list[str]:
+        return [json.dumps(b[k], ensure_ascii=False) for b in reply["content"]
+                for k in ("signature", "data", "input", "citations", "encrypted_content", "content") if k in b]
+
+    assert dumped(response) == dumped(FULL_REPLY) and len(dumped(response)) == 6
+
+    # The trace keeps it all: save, load, replay with no call.
+    graph.save(tmp_path / "trace.json")
+    loaded = TaskGraph.load(tmp_path / "trace.json")
+    assert loaded.tasks[str(task.id)].response == response
+    loaded.run(REGISTRY, llm=make_llm())
+    assert fake_api.count == 1
+
+
+@pytest.mark.parametrize(("stop_reason", "stop_sequence"), [
+    ("tool_use", None), ("max_tokens", None), ("refusal", None), ("pause_turn", None),
+    ("model_context_window_exceeded", None), ("stop_sequence", "###"),
+])
+def test_stop_reasons_are_recorded(fake_api: FakeMessagesAPI, make_llm: MakeLLM, stop_reason: str,
+                                   stop_sequence: str | None) -> None:
+    fake_api.reply = lambda body: {"content": [{"type": "text", "text": "part"}], "stop_reason": stop_reason,
+                                   "stop_sequence": stop_sequence}
+    graph, task = one_task({"stop_sequences": ["###"]})
+    graph.run(REGISTRY, llm=make_llm())
+    assert task.response is not None and task.response["stop_reason"] == stop_reason
+    assert task.response.get("stop_sequence") == stop_sequence
+
+
+def test_a_reply_that_is_not_a_message_is_malformed(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
+    fake_api.reply = lambda body: {"content": "just text"}
+    graph, task = one_task()
+    run_failing(graph, make_llm())
+    assert task.error is not None
+    assert task.error.message.startswith("malformed reply: `content` is not a list of content blocks [request-id req_")
 
 
 # -- faults that are retried and then succeed -------------------------------------------------------
@@ -216,7 +264,9 @@ def test_malformed_json_fails_without_retry(fake_api: FakeMessagesAPI, make_llm:
 
 
 @pytest.mark.parametrize(("reply", "where", "why"), [
-    ({"content": [{"type": "text", "text": "half \ud800 a pair"}]}, 'reply["text"]', "lone surrogate"),
+    ({"content": [{"type": "text", "text": "half \ud800 a pair"}]}, 'reply["content"][0]["text"]', "lone surrogate"),
+    ({"content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"x": float("nan")}}]},
+     'reply["content"][0]["input"]["x"]', "is nan"),
     ({"usage": {"input_tokens": 10**3950, "output_tokens": 1}}, 'reply["usage"]["input_tokens"]', "integer too long"),
     ({"model": float("nan")}, 'reply["model"]', "is nan"),
     ({"stop_reason": float("inf")}, 'reply["stop_reason"]', "is inf"),

@@ -16,6 +16,7 @@ import traceback
 from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
+from ..llm.secrets import redact
 from ..memo.rule import Memo
 from ..model.tasks import Stage, Task, TaskError
 from .budget import BudgetStop
@@ -271,10 +272,11 @@ class Run:
         rec = task.record
         cause = exc.cause
         rec.status = "failed"
+        message = redact(str(cause))  # the trace is shared and shown: no key-shaped value may be stored
         rec.error = TaskError(
             type=type(cause).__name__,
-            message=str(cause),
-            traceback="".join(traceback.format_exception(cause)),
+            message=message,
+            traceback=redact("".join(traceback.format_exception(cause))),
             stage=exc.stage,
         )
         # The failed stage and everything after it no longer hold a valid result.
@@ -286,7 +288,7 @@ class Run:
             rec.children = list(dict.fromkeys([*rec.children, *seen]))
         self.failed_here = True
         path = self.prefix + str(task.id)
-        first_line = (str(cause).splitlines() or [""])[0]
+        first_line = (message.splitlines() or [""])[0]
         self.shared.report.failed.append((path, f"{type(cause).__name__} in {exc.stage}: {first_line}"))
         self.shared.emit("task_failed", path, task)
         self._finish(task, "failed")
