@@ -15,6 +15,7 @@ from .errors import (
     LLMTaskGraphError,
     MissingFunctionError,
     OutputNotJSONError,
+    OutputSchemaError,
     PromptError,
     RunOptionsError,
     SubgraphFailed,
@@ -22,6 +23,8 @@ from .errors import (
     UnknownTaskError,
 )
 from .llm import AnthropicLLM, LLMResponse, OfflineLLM, ResponseCache, ScriptedLLM
+from .llm.reply import Reply
+from .model.agent import AgentTask, ToolCallTask, TurnTask
 from .model.context import TaskContext
 from .model.graph import TaskGraph
 from .model.registry import FunctionRegistry
@@ -33,6 +36,7 @@ from .trace.usage import Usage
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentTask",
     "AnthropicLLM",
     "DatasetError",
     "DatasetRun",
@@ -46,9 +50,11 @@ __all__ = [
     "MissingFunctionError",
     "OfflineLLM",
     "OutputNotJSONError",
+    "OutputSchemaError",
     "Plan",
     "PromptError",
     "PythonTask",
+    "Reply",
     "ResponseCache",
     "RunEvent",
     "RunOptionsError",
@@ -60,6 +66,8 @@ __all__ = [
     "TaskGraph",
     "TaskGraphError",
     "TaskGraphTask",
+    "ToolCallTask",
+    "TurnTask",
     "UnknownTaskError",
     "Usage",
     "arun_dataset",

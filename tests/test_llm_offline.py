@@ -93,7 +93,7 @@ def test_scripted_errors_fail_the_task_with_a_clear_message() -> None:
         graph.run(REGISTRY, llm=ScriptedLLM(lambda prompt: len(prompt)))  # type: ignore[arg-type,return-value]
     error = graph.tasks["cats"].error
     assert error is not None and error.type == "LLMCallError"
-    assert error.message == "the ScriptedLLM script must return the reply text (str), got int"
+    assert error.message == "the ScriptedLLM script must return the reply text (str), got int (or a dict of `content` blocks)"
 
 
 def test_scripted_errors_are_llm_call_errors() -> None:

@@ -57,7 +57,7 @@ def ran_graph() -> TaskGraph:
 def test_round_trip_is_identical_and_plain_json(ran_graph):
     data = ran_graph.to_json()
     text = json.dumps(data, allow_nan=False)
-    assert data["format"] == "llmtaskgraph/2"
+    assert data["format"] == "llmtaskgraph/3"
     again = TaskGraph.from_json(json.loads(text)).to_json()
     assert again == data
     assert json.dumps(again, allow_nan=False) == text

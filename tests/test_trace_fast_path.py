@@ -159,12 +159,13 @@ def _typed(value: Any) -> Any:
 
 
 def outcome(data: Any) -> list[str]:
-    """``["loaded", digest of its picture]`` or ``["refused", path, message]``; the list of fields an
-    unknown one is told apart from is left out (it grows with the format)."""
+    """``["loaded", digest of its picture]`` or ``["refused", path, message]``; the lists of fields and
+    task types an unknown one is told apart from are left out (they grow with the format)."""
     try:
         graph = TaskGraph.from_json(data)
     except InvalidTraceError as exc:
-        return ["refused", exc.path, re.sub(r"unknown field \(expected one of [^)]*\)", "unknown field", str(exc))]
+        message = re.sub(r"unknown field \(expected one of [^)]*\)", "unknown field", str(exc))
+        return ["refused", exc.path, re.sub(r" \(expected one of python[^)]*\)", " (expected one of python, llm, graph)", message)]
     return ["loaded", hashlib.sha256(repr(picture(graph)).encode()).hexdigest()[:16]]
 
 

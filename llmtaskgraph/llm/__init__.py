@@ -5,7 +5,8 @@ from __future__ import annotations
 from .anthropic import DEFAULT_MODEL, AnthropicLLM
 from .base import LLMBackend, LLMResponse, PromptError, build_request
 from .cache import ResponseCache, ResponseStore
-from .offline import OFFLINE_NOTICE, OfflineLLM, ScriptedLLM
+from .offline import OFFLINE_NOTICE, OfflineLLM, ScriptedLLM, text, thinking, tool_use
+from .reply import Reply
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -15,8 +16,12 @@ __all__ = [
     "LLMResponse",
     "OfflineLLM",
     "PromptError",
+    "Reply",
     "ResponseCache",
     "ResponseStore",
     "ScriptedLLM",
     "build_request",
+    "text",
+    "thinking",
+    "tool_use",
 ]

@@ -26,16 +26,25 @@ from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..fingerprint import digest, stage_fingerprint
-from ..llm.base import build_request
 from ..model.tasks import EDITED, INVALIDATED, Stage, Task, TaskGraphTask
 
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
 
-__all__ = ["Memo"]
+__all__ = ["Memo", "reply_part"]
 
 _SHORT = 12
 """Hex digits of a part's digest kept in ``record.basis``: enough to tell what changed, not to decide."""
+
+
+def reply_part(task: Task) -> str:
+    """What a parser reads of the stored reply: its text, and its blocks and stop reason when it has them
+    (a reply stored as text alone, by an older trace or the offline backend, is read as its text)."""
+    response = task.record.response or {}
+    content, schema = response.get("content"), getattr(task, "output_schema", None)
+    if content is None and schema is None:
+        return digest(response.get("text"))
+    return digest([response.get("text"), content, response.get("stop_reason"), schema])
 
 
 class Memo:
@@ -92,11 +101,9 @@ class Memo:
             return stage_fingerprint(stage.name, task.function_of(stage), part, gi)
         if stage.reads == "prompt":
             kind = self.llm_kind if self.llm_kind is not None else rec.basis.get("backend")
-            return stage_fingerprint("call", kind, build_request(rec.prompt, getattr(task, "params", None)),
-                                     getattr(task, "sample", 0))
+            return stage_fingerprint("call", kind, task.call_request(), getattr(task, "sample", 0))
         if stage.reads == "reply":
-            text = (rec.response or {}).get("text")
-            return stage_fingerprint(stage.name, task.function_of(stage), digest(text), gi)
+            return stage_fingerprint(stage.name, task.function_of(stage), reply_part(task), gi)
         return None  # "subgraph": its own tasks are memoized one by one
 
     def _version(self, task: Task, stage: Stage) -> str | None:
@@ -163,7 +170,7 @@ class Memo:
         if stage.reads in ("deps", "reply") and reads_input:
             basis.update(self._input_parts())
         if stage.reads == "reply":
-            basis["reply"] = digest((rec.response or {}).get("text"))[:_SHORT]
+            basis["reply"] = reply_part(task)[:_SHORT]
         if stage.reads == "prompt":
             basis["prompt"] = digest(rec.prompt)[:_SHORT]
             basis["params"] = digest(getattr(task, "params", None))[:_SHORT]
@@ -224,7 +231,7 @@ class Memo:
             reasons += self._input_reasons(task)
         if stage.reads == "prompt":
             reasons += self._call_reasons(task)
-        if stage.reads == "reply" and "reply" in rec.basis and rec.basis["reply"] != digest((rec.response or {}).get("text"))[:_SHORT]:
+        if stage.reads == "reply" and "reply" in rec.basis and rec.basis["reply"] != reply_part(task)[:_SHORT]:
             reasons.append("reply edited" if (rec.response or {}).get("edited") else "reply changed")
         return reasons or ["inputs changed"]
 

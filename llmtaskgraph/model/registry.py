@@ -99,8 +99,15 @@ class FunctionRegistry(Mapping[str, Callable[..., Any]]):
         return f"FunctionRegistry({sorted(self._functions)})"
 
 
+BUILTINS: dict[str, Callable[..., Any]] = {}
+"""Functions llmtaskgraph itself provides under reserved ``llmtaskgraph.*`` names (the turns of a tool
+loop): found whatever the registry holds, so a graph that uses them needs nothing registered."""
+
+
 def lookup(registry: Registry, name: str) -> Callable[..., Any] | None:
-    """The callable registered as ``name``, or None. Only ``registry[name]`` is ever used."""
+    """The callable registered as ``name`` (or built in), or None. Only ``registry[name]`` is ever used."""
+    if name.startswith("llmtaskgraph.") and name in BUILTINS:
+        return BUILTINS[name]
     try:
         fn = registry[name]
     except (KeyError, TypeError):

@@ -90,6 +90,8 @@ class TaskRecord:
     ``request``, ``sample``, ``backend`` -> short digest or value): only used to explain why a stage
     runs again (see :func:`llmtaskgraph.memo.rule.explain`)."""
     _output_fp: str | None = field(default=None, repr=False, compare=False)
+    partial_text: str | None = field(default=None, repr=False, compare=False)
+    """While a streaming reply arrives: its text so far (never saved; the ``llm_text`` run event says it changed)."""
 
     def output_fingerprint(self) -> str:
         """Fingerprint of ``output``, cached because every dependent asks for it."""
@@ -151,7 +153,8 @@ class Task:
     """The stages of this task type, in order; the last one produces the output."""
     stages: ClassVar[tuple[str, ...]]
     """Their names (derived from ``stage_table``)."""
-    RESERVED: ClassVar[frozenset[str]] = frozenset({"name", "id", "key", "inputs", "params", "sample"})
+    RESERVED: ClassVar[frozenset[str]] = frozenset({
+        "name", "id", "key", "inputs", "params", "sample", "output_schema", "tools", "max_turns", "tool_errors"})
     """Keyword-argument names the constructors take, so no keyword dependency may use them."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -196,6 +199,27 @@ class Task:
     def function_of(self, stage: Stage) -> str:
         """The registry name of the function ``stage`` calls."""
         return str(getattr(self, str(stage.attr)))
+
+    def call_request(self) -> dict[str, Any]:
+        """The Messages API request of this task's LLM call (only tasks with a ``call`` stage make one)."""
+        raise GraphValidationError(f"task `{self.label}` is a {type(self).__name__}: it makes no LLM call")
+
+    # -- behaviour a task type may add to its stages ------------------------------------------------
+    def absorbs(self, exc: BaseException) -> bool:
+        """Whether a failure of this task's function becomes its output (a tool call reports it to the model)."""
+        return False
+
+    def error_output(self, exc: BaseException) -> Any:
+        """The output that stands for ``exc`` when :meth:`absorbs` says so."""
+        raise NotImplementedError
+
+    def grows(self) -> bool:
+        """Whether the parse stage grows the graph (a tool loop's turn asking for tools) instead of parsing."""
+        return False
+
+    def grow(self, ctx: Any) -> Any:
+        """Add what :meth:`grows` announced; returns the stage's result."""
+        raise NotImplementedError
 
     def all_deps(self) -> list[str]:
         return [*self.deps, *self.kwdeps.values()]
@@ -309,7 +333,11 @@ class PythonTask(Task):
 
 
 class LLMTask(Task):
-    """Format a prompt, call the LLM, parse the reply; each stage memoized on its own."""
+    """Format a prompt, call the LLM, parse the reply; each stage memoized on its own.
+
+    Given ``tools``, an LLMTask becomes an :class:`~llmtaskgraph.model.agent.AgentTask`: a tool loop
+    that grows, while it runs, one task per tool call and one per follow-up turn.
+    """
 
     type = "llm"
     stage_table = (
@@ -318,46 +346,72 @@ class LLMTask(Task):
         Stage("parse", "parser", "reply", "output", "parser_name"),
     )
 
+    def __new__(cls, *args: Any, tools: Any = None, **kwargs: Any) -> Any:
+        if tools and cls is LLMTask:
+            from .agent import AgentTask
+
+            return AgentTask(*args, tools=tools, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self, formatter_name: str, parser_name: str, *deps: Task | str, params: dict[str, Any] | None = None,
         sample: int = 0, name: str | None = None, id: str | None = None, key: str | None = None,
-        inputs: dict[str, Any] | None = None, **kwdeps: Task | str,
+        inputs: dict[str, Any] | None = None, output_schema: Any = None, **kwdeps: Task | str,
     ) -> None:
         self.formatter_name = formatter_name
         """Registry name of ``formatter(ctx, *dep_outputs, **kwdep_outputs) -> prompt``."""
         self.parser_name = parser_name
-        """Registry name of ``parser(ctx, response_text) -> JSON value``."""
+        """Registry name of ``parser(ctx, response_text) -> JSON value`` (or ``parser(ctx, reply: Reply)``)."""
         super().__init__(deps, kwdeps, name, id, key, inputs)
         self.params: dict[str, Any] = dict(params or {})
         """Messages API settings (``model``, ``max_tokens``, ``temperature``, ``system``, ...)."""
         self.sample = sample
         """Sample number, part of the call fingerprint: bump it to draw a fresh reply."""
+        self.output_schema: dict[str, Any] | None = None
+        """The JSON schema the parsed output must match (structured outputs), or None; sent as
+        ``output_config.format``, so it is part of the call fingerprint."""
+        if output_schema is not None:
+            from ..llm.schema import as_json_schema
 
+            self.output_schema = as_json_schema(output_schema, self.label)
+            check_json(self.output_schema, f"the `output_schema` of task `{self.label}`", "output_schema")
 
     def _spec(self) -> tuple[Any, ...]:
-        return (*super()._spec(), self.params)
+        return (*super()._spec(), self.params, self.output_schema)
+
+    def request_params(self) -> dict[str, Any]:
+        """``params`` plus what the task's settings add to every request (the output schema)."""
+        if self.output_schema is None:
+            return self.params
+        config = dict(self.params.get("output_config") or {})
+        config["format"] = {"type": "json_schema", "schema": self.output_schema}
+        return {**self.params, "output_config": config}
+
+    def call_request(self) -> dict[str, Any]:
+        """The Messages API request the stored prompt makes (raises :class:`PromptError` if it makes none)."""
+        from ..llm.base import build_request
+
+        return build_request(self.record.prompt, self.request_params())
 
     def edit(self, *, prompt: Any = _UNSET, response: Any = _UNSET, output: Any = _UNSET) -> None:
+        """Replace the stored prompt, reply (its text, or a dict with ``text`` or ``content`` blocks) or output."""
         self._check_editable()
         if prompt is not _UNSET:
             from ..llm.base import PromptError, build_request
 
             check_json(prompt, f"the prompt edit of task `{self.id}`", "prompt")
             try:
-                build_request(prompt, self.params)  # refuse a prompt the LLM could not be sent
+                build_request(prompt, self.request_params())  # refuse a prompt the LLM could not be sent
             except PromptError as exc:
                 raise PromptError(f"the prompt edit of task `{self.id}`: {exc}") from None
             self.record.prompt = prompt
             self._keep_edit("format")
         if response is not _UNSET:
-            text = response["text"] if isinstance(response, dict) else response
-            if not isinstance(text, str):
-                raise GraphValidationError(f"a response edit of task `{self.id}` must be the reply text (str)")
-            base = dict(self.record.response or {})
-            base.update(response if isinstance(response, dict) else {"text": text})
-            base["edited"] = True
-            check_json(base, f"the response edit of task `{self.id}`", "response")
-            self.record.response = base
+            from ..llm.reply import edited_response
+
+            edited = edited_response(str(self.id), self.record.response, response)
+            check_json(edited, f"the response edit of task `{self.id}`", "response")
+            self.record.response = edited
             self._keep_edit("call")
         if output is not _UNSET:
             self._edit_output(output)
@@ -388,6 +442,13 @@ class TaskGraphTask(Task):
         """The graph this task runs; its ``graph_input`` is set from the input formatter."""
 
 
+    def prepare(self, registry: Any) -> None:
+        """Called before the sub-graph runs (an agent adds its first turn here); a plain sub-graph needs nothing."""
+
+    def result_task(self) -> Task | None:
+        """The sub-graph task whose output is this task's output."""
+        return self.subgraph.result_task()
+
     def nesting(self) -> int:
         """How many sub-graphs deep this task's graph goes (1 when its sub-graph holds no sub-graph)."""
         inner = [t.nesting() for t in self.subgraph.tasks.values() if isinstance(t, TaskGraphTask)]
@@ -395,7 +456,7 @@ class TaskGraphTask(Task):
 
     def _edit_output(self, output: Any) -> None:
         # The output is the sub-graph's output, so the edit belongs to the sub-graph's output task.
-        target = self.subgraph.result_task()
+        target = self.result_task()
         if target is None:
             raise GraphValidationError(f"task `{self.id}`: its sub-graph has no tasks whose output could be edited")
         target.edit(output=output)

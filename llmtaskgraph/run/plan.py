@@ -190,7 +190,7 @@ class _Planner:
                     continue
                 plan.will_run.insert(at, path)
                 plan.reasons[path] = reasons if input_runs else ["tasks inside it run"]
-                result = task.subgraph.result_task()
+                result = task.result_task()
                 if result is not None and result.id in inner:  # else its output stays what it is
                     changing.add(tid)
                 continue

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingFunctionError, OutputNotJSONError, SubgraphFailed
+from ..errors import MissingFunctionError, OutputNotJSONError, OutputSchemaError, SubgraphFailed
+from ..llm.reply import Reply, wants_reply
+from ..llm.schema import check_output
 from ..fingerprint import check_json, json_copy
-from ..llm.base import build_request
 from ..llm.batch import PendingCall
 from ..llm.cache import cache_key
 from ..llm.prices import cost_of
@@ -55,13 +57,18 @@ async def run_stages(run: Run, task: Task, start: Stage) -> str:
         if stage.reads == "deps":
             deps_part = memo.deps_part(task)  # taken before the function runs, whatever it then does
             args, kwargs = _arguments(run, task)
-            result, read = await call_function(run, task, stage, args, kwargs)
+            try:
+                result, read = await call_function(run, task, stage, args, kwargs)
+            except _StageError as err:
+                if not task.absorbs(err.cause):
+                    raise
+                result, read = task.error_output(err.cause), False
         elif stage.reads == "reply":
             deps_part = None
-            result, read = await call_function(run, task, stage, [(rec.response or {}).get("text")], {})
+            result, read = await _parse(run, task, stage)
         else:  # the LLM call
             try:
-                request = build_request(rec.prompt, getattr(task, "params", None))
+                request = task.call_request()
             except Exception as exc:
                 name = task.function_names().get("formatter")
                 raise _StageError("format", type(exc)(f"formatter `{name}` of task `{task.id}`: {exc}")) from exc
@@ -123,6 +130,55 @@ async def call_function(run: Run, task: Task, stage: Stage, args: list[Any], kwa
     return result, read
 
 
+async def _parse(run: Run, task: Task, stage: Stage) -> tuple[Any, bool]:
+    """The parse stage: the parser gets the reply text, or the whole :class:`Reply` if it asks for it; a
+    tool loop's turn that asks for tools grows the next turn instead; an ``output_schema`` is checked."""
+    response = task.record.response or {}
+    if task.grows():
+        task.record.fingerprints.pop(stage.name, None)
+        try:
+            return task.grow(TaskContext(run.graph, task, run, stage.name)), False
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raise _StageError(stage.name, exc) from exc
+    fn = lookup(run.shared.registry, task.function_of(stage))
+    arg = Reply.from_response(response) if fn is not None and wants_reply(fn) else response.get("text")
+    result, read = await call_function(run, task, stage, [arg], {})
+    schema = getattr(task, "output_schema", None)
+    if schema is not None:
+        try:
+            check_output(result, schema, run.prefix + str(task.id))
+        except OutputSchemaError as exc:
+            raise _StageError(stage.name, exc) from None
+    return result, read
+
+
+async def _complete(run: Run, task: Task, path: str, request: dict[str, Any]) -> Any:
+    """Ask the backend; one that streams (takes ``on_text``) tells the run each piece of text as it arrives."""
+    llm = run.shared.options.llm
+    if not _streams(type(llm)):
+        return await llm.complete(request)
+    shared, rec = run.shared, task.record
+
+    def on_text(text: str) -> None:
+        rec.partial_text = text
+        shared.emit("llm_text", path, task)
+
+    try:
+        return await llm.complete(request, on_text=on_text)  # type: ignore[call-arg]
+    finally:
+        rec.partial_text = None
+
+
+@functools.lru_cache(maxsize=64)
+def _streams(backend: type) -> bool:
+    try:
+        return "on_text" in inspect.signature(getattr(backend, "complete")).parameters  # noqa: B009
+    except (TypeError, ValueError):
+        return False
+
+
 async def _call_llm(run: Run, task: Task, request: dict[str, Any]) -> dict[str, Any]:
     shared = run.shared
     path = run.prefix + str(task.id)
@@ -145,7 +201,7 @@ async def _call_llm(run: Run, task: Task, request: dict[str, Any]) -> dict[str, 
             if collects:
                 response = await llm.complete_call(request, PendingCall(key, path, task.record, lambda: shared.emit("llm_submitted", path, task)))
             else:
-                response = await llm.complete(request)
+                response = await _complete(run, task, path, request)
             reply = response.to_json()
             check_json(reply, f"the reply to task `{task.id}`", "response")
         except (asyncio.CancelledError, KeyboardInterrupt):
@@ -173,12 +229,16 @@ async def _run_subgraph(run: Run, task: TaskGraphTask, ran_before: bool) -> str:
     if ran_before:  # the input formatter ran: its result is the sub-graph's input now
         sub.graph_input = json_copy(rec.prompt)
     rec.fingerprints.pop("subgraph", None)
+    try:
+        task.prepare(run.shared.registry)
+    except Exception as exc:
+        raise _StageError("subgraph", exc) from exc
     inner = Run(sub, run.shared, f"{run.prefix}{task.id}{PATH_SEP}")
     await inner.execute()
     if inner.failed_here:
         failed = [p for p, _ in run.shared.report.failed if p.startswith(inner.prefix)]
         raise _StageError("subgraph", SubgraphFailed(f"sub-graph tasks failed: {', '.join(failed)}"))
-    result = sub.result_task()
+    result = task.result_task()
     if result is not None and inner.finished.get(str(result.id)) != "done":
         if run.shared.report.stopped is not None:
             return "stopped"

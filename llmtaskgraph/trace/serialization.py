@@ -1,6 +1,9 @@
-"""The JSON trace format ``llmtaskgraph/2``: graph, tasks and everything their runs produced.
+"""The JSON trace format ``llmtaskgraph/3``: graph, tasks and everything their runs produced.
 
-Format 2 added each task's ``versions`` (stage -> code version of the function that computed its
+Format 3 added whole replies (``response.content``: the content blocks as the API returned them, and
+the reply's id, stop details and request id), an LLMTask's ``output_schema``, and the task types of
+tool loops (``agent``, ``turn``, ``tool``); a format-2 reply holds its text alone and is read as one
+text block. Format 2 added each task's ``versions`` (stage -> code version of the function that computed its
 stored result) and ``basis`` (what its stored results were computed from, part by part); traces of
 format 1 lack them and load with both empty.
 
@@ -25,8 +28,9 @@ from pathlib import Path
 from sys import intern
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidTraceError
+from ..errors import GraphValidationError, InvalidTraceError
 from ..fingerprint import _MAX_INT_BITS, _bad_text, _find_problem, _plainly_fine
+from ..model.agent import TOOL_ERRORS, AgentTask, ToolCallTask, TurnTask
 from ..model.tasks import (
     MAX_NESTING,
     PATH_SEP,
@@ -42,9 +46,9 @@ from ..model.tasks import (
 if TYPE_CHECKING:
     from ..model.graph import TaskGraph
 
-FORMAT = "llmtaskgraph/2"
+FORMAT = "llmtaskgraph/3"
 """The format :func:`graph_to_json` writes."""
-READS = ("llmtaskgraph/1", "llmtaskgraph/2")
+READS = ("llmtaskgraph/1", "llmtaskgraph/2", "llmtaskgraph/3")
 """Every format this version loads: every one it ever wrote."""
 
 _GRAPH = ("format", "graph_input", "output_task", "tasks")
@@ -55,10 +59,21 @@ _RECORD = (
 )
 _TYPE_FIELDS: dict[str, tuple[str, ...]] = {
     "python": ("fn",),
-    "llm": ("formatter", "parser", "params", "sample"),
+    "llm": ("formatter", "parser", "params", "sample", "output_schema"),
     "graph": ("input_formatter", "subgraph"),
+    "agent": ("formatter", "parser", "params", "output_schema", "tools", "max_turns", "tool_errors", "subgraph"),
+    "turn": ("formatter", "parser", "params", "sample", "output_schema", "turn", "max_turns", "tools", "tool_errors"),
+    "tool": ("fn", "tool", "tool_use_id", "tool_errors"),
 }
-_TYPES: dict[str, type[Task]] = {"python": PythonTask, "llm": LLMTask, "graph": TaskGraphTask}
+"""Each type's own fields, in the order they are written."""
+_TYPES: dict[str, type[Task]] = {
+    "python": PythonTask, "llm": LLMTask, "graph": TaskGraphTask, "agent": AgentTask, "turn": TurnTask, "tool": ToolCallTask,
+}
+_ATTR = {"fn": "fn_name", "formatter": "formatter_name", "parser": "parser_name", "input_formatter": "input_formatter_name"}
+"""Field -> task attribute, where the names differ."""
+_CHECK_ORDER = ("params", "sample", "output_schema", "subgraph", "fn", "formatter", "parser", "input_formatter", "tools",
+                "max_turns", "turn", "tool_errors", "tool", "tool_use_id")
+"""The order a task's own fields are checked in, so the first problem named does not depend on the type."""
 _ERROR = ("type", "message", "traceback", "stage")
 
 
@@ -80,12 +95,8 @@ def _task_to_json(task: Task) -> dict[str, Any]:
         "id": task.id, "type": task.type, "name": task.name, "key": task.key, "created_by": task.created_by,
         "deps": list(task.deps), "kwdeps": dict(task.kwdeps), "inputs": task.inputs,
     }
-    if isinstance(task, PythonTask):
-        out["fn"] = task.fn_name
-    elif isinstance(task, LLMTask):
-        out.update(formatter=task.formatter_name, parser=task.parser_name, params=task.params, sample=task.sample)
-    elif isinstance(task, TaskGraphTask):
-        out.update(input_formatter=task.input_formatter_name, subgraph=_graph_body(task.subgraph))
+    for name in _TYPE_FIELDS[task.type]:
+        out[name] = _graph_body(task.subgraph) if name == "subgraph" else getattr(task, _ATTR.get(name, name))  # type: ignore[attr-defined]
     rec = task.record
     err = rec.error
     out.update(
@@ -271,9 +282,10 @@ class _Shape:
         self.own: Callable[[dict[str, Any]], tuple[Any, ...]] = (
             itemgetter(*_TYPE_FIELDS[ttype]) if ttype != "python" else lambda item: (item["fn"],))
         defaults = {"deps": [], "kwdeps": {}, "status": "pending", "fingerprints": {}, "versions": {}, "basis": {},
-                    "reads_graph_input": [], "children": [], "sample": 0}
+                    "reads_graph_input": [], "children": [], "sample": 0, "tool_errors": "return"}
         self.defaults = tuple(defaults.get(name) for name in self.names)
         self.own_names = _TYPE_FIELDS[ttype]
+        self.check_order = tuple(sorted(self.own_names, key=_CHECK_ORDER.index))
         self.required = self.own_names[0]
         self.stages = _TYPES[ttype].stages
 
@@ -327,30 +339,22 @@ def _task(item: Any, path: str, index: int, depth: int) -> Task:
             raise _Refused("inputs", f"{sorted(set(inputs) & set(kwdeps))} given both in `kwdeps` and in `inputs`")
     cls = _TYPES[ttype]
     task: Any = cls.__new__(cls)  # restored as pickle restores objects: the checks here are the constructor's
-    if cls is PythonTask:
-        fn = own[0]
-        if not _is_name(fn):
-            raise _refusal("fn", fn, stages)
-        task.fn_name = fn
-    elif cls is LLMTask:
-        formatter, parser, params, sample = own
-        if params is not None and (type(params) is not dict or (params and not _is_json(params))):
-            raise _refusal("params", params, stages)
-        if type(sample) is not int or sample < 0 or sample.bit_length() > _MAX_INT_BITS:
-            raise _refusal("sample", sample, stages)
-        if not _is_name(formatter):
-            raise _refusal("formatter", formatter, stages)
-        if not _is_name(parser):
-            raise _refusal("parser", parser, stages)
-        task.formatter_name, task.parser_name, task.params, task.sample = formatter, parser, {**(params or {})}, sample
-    else:
-        input_formatter, subgraph = own
-        if not isinstance(subgraph, dict):
-            raise _refusal("subgraph", subgraph, stages)
-        task.subgraph = _graph_from(subgraph, _at(path, f"tasks[{index}].subgraph"), depth + 1)
-        if not _is_name(input_formatter):
-            raise _refusal("input_formatter", input_formatter, stages)
-        task.input_formatter_name = input_formatter
+    given = dict(zip(shape.own_names, own, strict=True))
+    for field in shape.check_order:
+        value = given[field]
+        if field == "subgraph":
+            if not isinstance(value, dict):
+                raise _refusal("subgraph", value, stages)
+            task.subgraph = _graph_from(value, _at(path, f"tasks[{index}].subgraph"), depth + 1)
+            continue
+        check = _OWN_CHECKS[field]
+        if not check(value):
+            raise _refusal(field, value, stages)
+        setattr(task, _ATTR.get(field, field), _copied(value))
+    if ttype == "agent":
+        task.tools = _agent_tools(task.tools)
+    if "params" in given and task.params is None:
+        task.params = {}
     if created_by is not None and not _is_text(created_by):
         raise _refusal("created_by", created_by, stages)
     if type(status) is not str or status not in _STATUS_SET:
@@ -441,6 +445,42 @@ def _error(obj: Any) -> TaskError:
     return TaskError(type=etype, message=message, traceback=traceback, stage=stage)
 
 
+def _opt_json_object(v: Any) -> bool:
+    return v is None or (type(v) is dict and (not v or _is_json(v)))
+
+
+def _count(least: int) -> Callable[[Any], bool]:
+    return lambda v: type(v) is int and v >= least and v.bit_length() <= _MAX_INT_BITS
+
+
+_OWN_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "fn": lambda v: _is_name(v), "formatter": lambda v: _is_name(v), "parser": lambda v: _is_name(v),
+    "input_formatter": lambda v: _is_name(v), "params": _opt_json_object, "output_schema": _opt_json_object,
+    "sample": _count(0), "max_turns": _count(1), "turn": _count(1), "tool_errors": lambda v: v in TOOL_ERRORS,
+    "tool": lambda v: _is_name(v), "tool_use_id": lambda v: _is_text(v),
+    "tools": lambda v: type(v) is list and bool(v) and all(_is_name(t) or (type(t) is dict and _is_json(t)) for t in v),
+}
+"""Field -> whether a stored value is acceptable (its exact JSON type and content)."""
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a container, so the task shares nothing with the input (``params`` of null is ``{}``)."""
+    if type(value) is dict:
+        return {**value}
+    if type(value) is list:
+        return [*value]
+    return value
+
+
+def _agent_tools(tools: list[Any]) -> list[Any]:
+    from ..model.agent import _checked_tools
+
+    try:
+        return _checked_tools(tools, "")
+    except GraphValidationError as exc:
+        raise _Refused("tools", str(exc).split(": ", 1)[-1]) from None
+
+
 # The checks: exact types, strings UTF-8 can encode.
 def _is_text(v: Any) -> bool:
     return type(v) is str and (v.isascii() or not _bad_text(v))
@@ -494,6 +534,13 @@ _EXPECTED: dict[str, tuple[str, Callable[[Any, tuple[str, ...]], bool] | None]] 
     "parser": ("a registry name", _name_kind),
     "input_formatter": ("a registry name", _name_kind),
     "params": ("an object of Messages API settings", None),
+    "output_schema": ("null or an object (a JSON schema)", None),
+    "tools": ("a non-empty list of registry names or tool objects", lambda v, s: isinstance(v, list)),
+    "max_turns": ("a whole number >= 1", lambda v, s: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "turn": ("a whole number >= 1", lambda v, s: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "tool_errors": ("`return` or `raise`", lambda v, s: False),
+    "tool": ("a tool name", _name_kind),
+    "tool_use_id": ("a string", lambda v, s: isinstance(v, str)),
     "sample": ("a whole number >= 0", lambda v, s: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
     "subgraph": ("an object (the sub-graph)", lambda v, s: False),
     "created_by": ("a task id or null", _opt_str),
