@@ -7,6 +7,7 @@
     llmtaskgraph show TRACE
     llmtaskgraph report TRACE [-o report.html]
     llmtaskgraph diff A B [--all]
+    llmtaskgraph export TRACE --otlp URL [--content] [--service-name NAME]
     llmtaskgraph dataset run | plan | show | compare ...   (see llmtaskgraph.dataset.cli)
 
 ``run`` calls ``FUNCTION()`` from ``MODULE`` (a dotted module name importable from the current
@@ -118,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     diff.add_argument("--all", action="store_true", dest="all_fields",
                       help="compare every field, timings, fingerprints and call metadata included")
     diff.set_defaults(command=_cmd_diff)
+
+    export = commands.add_parser("export", help="send a trace as OpenTelemetry spans to an OTLP/HTTP endpoint")
+    export.add_argument("trace")
+    export.add_argument("--otlp", metavar="URL", required=True,
+                        help="the OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318 (Jaeger, Phoenix, Langfuse)")
+    export.add_argument("--content", action="store_true", help="include prompts and replies (off by default)")
+    export.add_argument("--service-name", default="llmtaskgraph", help="the service.name of the spans")
+    export.set_defaults(command=_cmd_export)
 
     from .dataset.cli import add_dataset_commands  # (here: that module imports this one)
 
@@ -281,6 +290,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CLIError(f"cannot write `{out}`: {exc.strerror or exc}") from exc
     print(f"report written to {terminal_safe(str(out))}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    graph = load_trace(Path(args.trace))
+    try:
+        from .trace.otel import export_trace
+    except ImportError as exc:
+        raise CLIError(f'export needs `pip install "llmtaskgraph[otel]"` ({exc})') from exc
+    count = export_trace(graph, args.otlp, include_content=args.content, service_name=args.service_name)
+    print(f"{count} spans sent to {terminal_safe(args.otlp)}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -452,15 +472,15 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
     rows = task_rows(graph)
     sums = totals(graph, rows)
     t0 = sums.started_at
-    table = [("TASK", "TYPE", "STATUS", "TOKENS IN", "OUT", "RETRIES", "TIME S", "START +S")]
+    table = [("TASK", "TYPE", "STATUS", "TOKENS IN", "OUT", "RETRIES", "COST", "TIME S", "START +S")]
     for row in rows:
         rec = row.task.record
         name = terminal_safe("  " * row.depth + row.path.rsplit(" > ", 1)[-1])
         start = row.started_at
         table.append((
             shorten(name, 40), row.task.type, terminal_safe(rec.status)[:10],
-            *((count_text(row.usage.input_tokens), count_text(row.usage.output_tokens), count_text(row.usage.retries))
-              if row.usage.calls else ("", "", "")),
+            *((count_text(row.usage.input_tokens), count_text(row.usage.output_tokens), count_text(row.usage.retries),
+               row.usage.cost_text) if row.usage.calls else ("", "", "", "")),
             seconds_text(row.duration) if row.duration is not None or row.bad_timing else "",
             "" if rec.started_at is None else "?" if t0 is None or start is None else seconds_text(start - t0),
         ))
@@ -474,7 +494,12 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
     when = "" if t0 is None else f"; started {utc_time(t0)}"
     usage = sums.usage
     print(f"\n{sums.tasks} tasks ({statuses}); {usage.calls} LLM calls, tokens {count_text(usage.input_tokens)} in, "
-          f"{count_text(usage.output_tokens)} out, {count_text(usage.retries)} retries{wall}{when}", file=out)
+          f"{count_text(usage.output_tokens)} out, {count_text(usage.retries)} retries, cost {usage.cost_text}{wall}{when}",
+          file=out)
+    if usage.by_model:
+        models = "; ".join(f"{terminal_safe(m)} {u.calls} call{'s' if u.calls != 1 else ''} {u.cost_text}"
+                           for m, u in usage.by_model.items())
+        print(f"cost by model: {models}", file=out)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def test_run_saves_the_trace_and_show_summarises_it(project: Path, capsys: pytes
     code, out, err = run_cli(capsys, "show", "t.json")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[0].split() == ["TASK", "TYPE", "STATUS", "TOKENS", "IN", "OUT", "RETRIES", "TIME", "S", "START", "+S"]
+    assert lines[0].split() == ["TASK", "TYPE", "STATUS", "TOKENS", "IN", "OUT", "RETRIES", "COST", "TIME", "S", "START", "+S"]
     for tid, line in zip(graph.tasks, lines[1:5], strict=True):
         assert line.split()[:3] == [tid, graph.tasks[tid].type, "done"]
     usage = graph.usage()
