@@ -116,7 +116,7 @@ models absent here have an unknown price."""
 _DATED = re.compile(r"^(.*)-\d{8}$")
 
 
-def set_price(model: str, price: Price | None = None, **changes: float) -> Price:
+def set_price(model: str, price: Price | None = None, **changes: Any) -> Price:
     """Set the price of ``model`` (a whole :class:`Price`, or some fields changed from its current one).
 
     ``set_price("claude-sonnet-5-5", cache_read=0.2)`` changes one field; ``set_price("mine",

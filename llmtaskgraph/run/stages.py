@@ -199,10 +199,11 @@ async def _call_llm(run: Run, task: Task, request: dict[str, Any]) -> dict[str, 
         shared.emit("llm_started", path, task)
         try:
             if collects:
-                response = await llm.complete_call(request, PendingCall(key, path, task.record, lambda: shared.emit("llm_submitted", path, task)))
+                call = PendingCall(key, path, task.record, lambda: shared.emit("llm_submitted", path, task))
+                response = await llm.complete_call(request, call)  # type: ignore[attr-defined]
             else:
                 response = await _complete(run, task, path, request)
-            reply = response.to_json()
+            reply: dict[str, Any] = response.to_json()
             check_json(reply, f"the reply to task `{task.id}`", "response")
         except (asyncio.CancelledError, KeyboardInterrupt):
             raise

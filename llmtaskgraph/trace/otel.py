@@ -94,7 +94,8 @@ def span_attributes(task: Task, path: str, include_content: bool = False) -> tup
     if not (isinstance(response, dict) and response.get("backend")):
         return own, None
     params = getattr(task, "params", None) or {}
-    usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
+    raw_usage = response.get("usage")
+    usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
     request_model = params.get("model") or response.get("model")
     chat: dict[str, Any] = {
         a["operation"]: "chat", a["provider"]: PROVIDER, a["backend"]: str(response.get("backend")),
@@ -313,7 +314,7 @@ class OTelExporter:
         elif kind == "task_started" and isinstance(task, TaskGraphTask):
             self._open[path] = self._builder.start_task(task, path, self._parent(path), _prefix(path))
         elif kind in ("task_finished", "task_failed"):
-            span = self._open.pop(path, None) or self._builder.start_task(task, path, self._parent(path), _prefix(path))
+            span = self._open.pop(path) if path in self._open else self._builder.start_task(task, path, self._parent(path), _prefix(path))
             call = self._calls.pop(path, None)
             self._builder.end_task(task, path, span, None if call is None else (call[0], call[1]))
             self._tasks += 1
