@@ -18,12 +18,12 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingFunctionError, OutputNotJSONError, OutputSchemaError, SubgraphFailed
-from ..llm.reply import Reply, wants_reply
-from ..llm.schema import check_output
 from ..fingerprint import check_json, json_copy
 from ..llm.batch import PendingCall
 from ..llm.cache import cache_key
 from ..llm.prices import cost_of
+from ..llm.reply import Reply, wants_reply
+from ..llm.schema import check_output
 from ..model.context import TaskContext
 from ..model.registry import lookup
 from ..model.tasks import PATH_SEP, Stage, Task, TaskGraphTask
@@ -155,9 +155,11 @@ async def _parse(run: Run, task: Task, stage: Stage) -> tuple[Any, bool]:
 
 
 async def _complete(run: Run, task: Task, path: str, request: dict[str, Any]) -> Any:
-    """Ask the backend; one that streams (takes ``on_text``) tells the run each piece of text as it arrives."""
+    """Ask the backend. When the run is watched (``on_event``: a notebook view, ``graph.events()``) and the backend
+    can stream (takes ``on_text``), each piece of text is told as it arrives, as an ``llm_text`` event whose task's
+    ``record.partial_text`` holds the reply so far; unwatched runs do not ask for streaming they would not show."""
     llm = run.shared.options.llm
-    if not _streams(type(llm)):
+    if run.shared.options.on_event is None or not _streams(type(llm)):
         return await llm.complete(request)
     shared, rec = run.shared, task.record
 
