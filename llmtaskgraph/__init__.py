@@ -23,6 +23,8 @@ from .errors import (
     UnknownTaskError,
 )
 from .llm import AnthropicLLM, LLMResponse, OfflineLLM, ResponseCache, ScriptedLLM
+from .llm.batch import AnthropicBatchLLM
+from .llm.prices import Price, set_price
 from .llm.reply import Reply
 from .model.agent import AgentTask, ToolCallTask, TurnTask
 from .model.context import TaskContext
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AgentTask",
+    "AnthropicBatchLLM",
     "AnthropicLLM",
     "DatasetError",
     "DatasetRun",
@@ -52,6 +55,7 @@ __all__ = [
     "OutputNotJSONError",
     "OutputSchemaError",
     "Plan",
+    "Price",
     "PromptError",
     "PythonTask",
     "Reply",
@@ -73,4 +77,5 @@ __all__ = [
     "arun_dataset",
     "open_dataset",
     "run_dataset",
+    "set_price",
 ]

@@ -35,7 +35,8 @@ class RunEvent:
 
     kind: str
     """``task_started``, ``task_finished``, ``task_failed``, ``task_reused``, ``task_blocked``,
-    ``task_added``, ``llm_started``, ``llm_finished`` or ``run_finished``."""
+    ``task_added``, ``llm_started``, ``llm_finished``, ``llm_submitted`` (a call was sent in a Message Batch:
+    its batch id is in the trace now) or ``run_finished``."""
     path: str
     """Task id, prefixed by the ids of enclosing TaskGraphTasks (``outer > inner``)."""
     task: Task | None
