@@ -82,6 +82,8 @@ class CaseChange:
         if a.status != b.status:
             lines.append(f"status: {a.status} -> {b.status}")
             lines += [f"error: {e}" for e in b.errors[:3] if e not in a.errors]
+            if b.status == "done":
+                lines.append(f"output: {shorten(json.dumps(b.output, ensure_ascii=False, sort_keys=True), 2 * SHORT)}")
         if not same_json(a.output, b.output) and a.status == b.status == "done":
             lines += _value_diff("output", a.output, b.output)
         return lines

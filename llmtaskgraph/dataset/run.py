@@ -58,7 +58,7 @@ class DatasetReport:
     cases: int = 0
     """Cases run (memoized ones included)."""
     executed: list[str] = field(default_factory=list)
-    """Ids of the cases in which at least one task executed."""
+    """Ids of the cases in which at least one task executed (in the order of the inputs, as the lists below)."""
     failed: list[str] = field(default_factory=list)
     """Ids of the cases with failed tasks (or whose graph could not be built)."""
     pending: list[str] = field(default_factory=list)
@@ -260,6 +260,9 @@ class DatasetRun:
             await asyncio.gather(*workers, return_exceptions=True)
             report.seconds = time.perf_counter() - started
             report.pending = [c.id for c in cases if c.status == "pending"]
+            order = {cid: i for i, cid in enumerate(self.cases)}  # the order of the inputs, not of finishing
+            report.executed.sort(key=order.__getitem__)
+            report.failed.sort(key=order.__getitem__)
             progress.close()
             self._write_index()
         return self
