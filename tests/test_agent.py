@@ -295,3 +295,22 @@ def test_the_offline_backend_runs_an_agent_with_no_key():
     assert llm.calls == 2 and "TOOL RESULTS: 0; 0" in out and "[OFFLINE REPLY" in out
     first = graph.find("agent > turn1").response["content"]
     assert [b["type"] for b in first] == ["thinking", "tool_use", "tool_use"]
+
+
+def test_a_turn_that_gets_the_same_reply_to_a_changed_conversation_carries_the_new_conversation_on():
+    graph, agent = agent_graph()
+    script = Scripted()
+    llm = ScriptedLLM(script, whole_request=True, name="s")
+    graph.run(registry(), llm=llm, progress=False)
+    turn1 = graph.find("agent > turn1")
+    turn1.edit(response={"content": turn1.response["content"][:2], "stop_reason": "tool_use"})  # only `add` now
+    graph.run(registry(), llm=llm, progress=False)
+    assert llm.calls == 3 + 2  # turn 2 replies as before, yet turn 3 is asked again: its conversation changed
+    assert "turn1/mul" not in agent.subgraph.tasks
+    assert len(script.requests[-1]["messages"][2]["content"]) == 1  # one tool result for turn 1 now
+
+
+def test_the_plan_of_an_agent_never_run_counts_up_to_max_turns_calls():
+    graph, _ = agent_graph(max_turns=4)
+    plan = graph.plan(registry(), llm=ScriptedLLM(Scripted(), whole_request=True, name="s"))
+    assert plan.will_run == ["agent"] and plan.llm_calls == 4 and plan.llm_calls_certain == 1

@@ -115,3 +115,25 @@ async def test_timers_fire_while_a_long_chain_of_instant_tasks_runs() -> None:
     await run(chain(n, "step"), {"step": step})
     assert done == n
     assert fired_after and fired_after[0] < n, f"the timer waited for the whole chain: {fired_after}"
+
+
+def test_children_a_parser_added_stay_when_only_earlier_stages_ran_again():
+    """A creator whose formatter ran again (new code) but whose request, reply and so parse were reused
+    has not re-created its children: they stay its children, memoized, instead of being dropped."""
+    from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph
+
+    def parse(ctx, text):
+        for word in text.split():
+            ctx.add_task(PythonTask("shout", key=word, inputs={"word": word}))
+        return len(text.split())
+
+    graph = TaskGraph()
+    graph.add_task(LLMTask("fmt", "parse", id="plan"))
+    reg = {"fmt": lambda ctx: "words please", "parse": parse, "shout": lambda ctx, word: word.upper()}
+    llm = ScriptedLLM({"words please": "cat hat"})
+    graph.run(reg, llm=llm, progress=False)
+    assert graph.tasks["plan"].record.children == ["plan/cat", "plan/hat"]
+    reg["fmt"] = lambda ctx: " ".join(["words", "please"])  # new code, same prompt
+    graph.run(reg, llm=llm, progress=False)
+    assert graph.last_run.executed == ["plan"] and llm.calls == 1
+    assert graph.tasks["plan"].record.children == ["plan/cat", "plan/hat"] and graph.tasks["plan/hat"].output == "HAT"

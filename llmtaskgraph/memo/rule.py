@@ -44,7 +44,10 @@ def reply_part(task: Task) -> str:
     content, schema = response.get("content"), getattr(task, "output_schema", None)
     if content is None and schema is None:
         return digest(response.get("text"))
-    return digest([response.get("text"), content, response.get("stop_reason"), schema])
+    parts = [response.get("text"), content, response.get("stop_reason"), schema]
+    if getattr(task, "parse_reads_prompt", False):  # a tool loop's turn carries the conversation on
+        parts.append(task.record.prompt)
+    return digest(parts)
 
 
 class Memo:

@@ -124,6 +124,10 @@ class AgentTask(TaskGraphTask):
             sub._output_id = None
         sub.add_task(first)
 
+    def unplanned_calls(self) -> tuple[int, int]:
+        """An agent with no turns yet will make 1 to ``max_turns`` calls."""
+        return (0, 0) if "turn1" in self.subgraph.tasks else (1, self.max_turns)
+
     def result_task(self) -> Task | None:
         """The last turn of the loop as it stands (``turn1``, then each turn's follow-up)."""
         tasks = self.subgraph.tasks
@@ -142,6 +146,8 @@ class TurnTask(LLMTask):
     """One call of a tool loop; asks for tools → adds the tool calls and the next turn, else is parsed."""
 
     type = "turn"
+    parse_reads_prompt = True
+    """A turn that asks for tools outputs the conversation so far: its prompt as well as its reply."""
 
     def __init__(
         self, formatter_name: str, parser_name: str, *deps: Task | str, turn: int, max_turns: int, tools: list[str],

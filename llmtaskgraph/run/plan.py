@@ -190,6 +190,10 @@ class _Planner:
                     continue
                 plan.will_run.insert(at, path)
                 plan.reasons[path] = reasons if input_runs else ["tasks inside it run"]
+                least, most = task.unplanned_calls()  # an agent that has no turns yet
+                plan.llm_calls += most
+                plan.llm_calls_certain += least
+                self.calls += [PlannedCall(path, task, exact=False)] * most
                 result = task.result_task()
                 if result is not None and result.id in inner:  # else its output stays what it is
                     changing.add(tid)

@@ -48,6 +48,8 @@ class Run:
         self.children_seen: dict[str, dict[str, None]] = {}
         """Creator id -> ids of the children it added while running now, in order (a dict: O(1) lookups)."""
         self.child_counts: dict[str, Counter[str]] = {}
+        self.children_kept: set[str] = set()
+        """Creators whose last stage was reused (only earlier stages ran): the children it added stay theirs."""
         self.failed_here = False
         self.launched = 0
         """Tasks of this graph (not of sub-graphs) that executed at least one stage in this run."""
@@ -193,6 +195,9 @@ class Run:
         seen = list(self.children_seen.pop(str(task.id), ()))  # (``ctx.add_task`` fills it)
         if not seen and not task.record.children:
             return  # (the common case) it created no children, now or before
+        if str(task.id) in self.children_kept and not seen:
+            self.children_kept.discard(str(task.id))
+            return
         kept = set(seen)
         stale = [c for c in task.record.children if c not in kept]
         if stale:
