@@ -8,6 +8,7 @@ the display stayed one event behind.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 from llmtaskgraph import PythonTask, TaskGraph
@@ -86,7 +87,7 @@ def test_the_throttle_runs_once_per_window_however_many_pokes():
     fake.advance(0.25)
     # leading call, then one at the end of each window while pokes keep coming, then the trailing one
     assert calls[0] == 0.0 and len(calls) == 5
-    assert all(b - a >= 0.25 - 1e-9 for a, b in zip(calls, calls[1:]))
+    assert all(b - a >= 0.25 - 1e-9 for a, b in itertools.pairwise(calls))
     assert fake.now - calls[-1] < 0.25 + 0.01 and not fake.timers
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from jupyter_helpers import planner_graph
 
-from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph
-from llmtaskgraph.views import widgets as widgets_module
-from llmtaskgraph.views.render import STATUS_COLOURS, graph_html, iter_tasks
+from llmtaskgraph import LLMTask, PythonTask, ScriptedLLM, TaskGraph, TaskGraphError
+from llmtaskgraph.run.state import RunEvent
+from llmtaskgraph.views import graph_view
+from llmtaskgraph.views.render import iter_tasks
+from llmtaskgraph.views.widgets import TEXT_HINT
 
 
 def test_editing_a_running_task_is_refused_with_a_message():
@@ -58,12 +60,12 @@ def test_invalid_json_in_the_output_field_shows_an_error_and_changes_nothing():
     graph, registry, llm = _ran_graph()
     editor = graph.editor(registry, llm=llm)
     editor.select("plan")
-    before = (graph.to_json(), editor.view.value)
+    before = (graph.to_json(), dict(editor.view.statuses))
     editor.fields["output"].value = "[1, 2,"
     editor.apply_button.click()
     assert "the output of task `plan` is not valid JSON" in editor.message.value
-    assert "nothing was changed" in editor.message.value and "#c62828" in editor.message.value
-    assert (graph.to_json(), editor.view.value) == before
+    assert "nothing was changed" in editor.message.value and "ltg-msg-error" in editor.message.value
+    assert (graph.to_json(), dict(editor.view.statuses)) == before
 
 
 def test_apply_an_output_edit_then_replay_reruns_exactly_the_descendants():
@@ -71,7 +73,7 @@ def test_apply_an_output_edit_then_replay_reruns_exactly_the_descendants():
     editor = graph.editor(registry, llm=llm)
     editor.select("plan")
     assert editor.fields["output"].value == '[\n  "a",\n  "b",\n  "c"\n]'
-    drawn_before = editor.view.value
+    svg_before = editor.view.svg
     editor.fields["output"].value = '["a", "z"]'
     editor.apply_button.click()
     assert graph.tasks["plan"].output == ["a", "z"]
@@ -79,16 +81,20 @@ def test_apply_an_output_edit_then_replay_reruns_exactly_the_descendants():
     assert [label for label, _ in editor.picker.options if label.endswith("stale")] == [
         "spawn · stale", "subgraph · stale", "subgraph > double · stale", "subgraph > inc · stale", "report · stale",
     ]
-    assert "5 task(s) are now stale: Replay runs what the edit affects" in editor.message.value
+    assert ("Replay will run 5 task(s): `spawn`, `subgraph`, `subgraph &gt; double`, `subgraph &gt; inc`, `report`"
+            in editor.message.value)
     assert "4 done, 5 stale" in editor.status.value
-    assert editor.view.value != drawn_before  # the drawing shows the stale tasks at once
+    # the view shows the stale tasks at once, and the edited one, without a new layout
+    assert editor.view.statuses["spawn"] == "stale" and editor.view.statuses["plan"] == "done"
+    assert editor.view.marks == {"plan": "edited"} and editor.view.svg == svg_before
     editor.replay_button.click()
     assert graph.output == "2 steps, size 5"
     assert registry.take() == {"spawn": 1, "work": 1, "sub_in": 1, "double": 1, "inc": 1, "report": 1}
     assert llm.calls == 1  # only the first run called the LLM
     assert "spawn/z" in graph.tasks and "spawn/c" not in graph.tasks
     assert "replayed: " in editor.message.value
-    assert f'fill="{STATUS_COLOURS["pending"]}"' not in editor.view.value
+    assert set(editor.view.statuses.values()) == {"done"}
+    assert set(editor.view.statuses) == {path for path, _ in iter_tasks(graph)}
 
 
 def test_a_reply_edit_reparses_without_calling_the_llm_and_a_prompt_edit_calls_it_once():
@@ -136,146 +142,252 @@ def test_step_runs_one_task_per_click_and_shows_it():
     assert "last run: 0 executed" in editor.status.value
 
 
-# -- the live drawing during a run: checked by the order of events and drawings, never by time --------
+# -- the editor built around the view: select by click, drafts, messages by path ----------------------
 
-RUNNING = f'fill="{STATUS_COLOURS["running"]}"'
-
-
-def running(graph: TaskGraph) -> set[str]:
-    return {path for path, task in iter_tasks(graph) if task.status == "running"}
-
-
-def in_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+def test_clicking_a_node_selects_its_task_in_the_editor():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.view.selected = "subgraph > inc"  # what a click on the node sends from the browser
+    assert editor.picker.value == "subgraph > inc" and editor.task is graph.find("subgraph > inc")
+    assert editor.fields["output"].value == "7" and "<b>inc</b>" in editor.detail.value
+    editor.select("plan")  # and the other way round: the dropdown (keyboard) selects the node
+    assert editor.view.selected == "plan"
 
 
-@pytest.fixture
-def drawings(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
-    """A log of the editor's drawings, each with the tasks running when it was made, for tests to add
-    events to. The editor's clock is stopped, so whether a change is drawn at once depends on the
-    window alone (and every drawing made during a run with a window is one made when it ended)."""
-    log: list[tuple[str, Any]] = []
-    monkeypatch.setattr(widgets_module, "_clock", lambda: 0.0)
-
-    def logged_graph_html(graph: TaskGraph, limits: Any = None) -> str:
-        drawn = graph_html(graph, limits)
-        now_running = running(graph)
-        assert (RUNNING in drawn) == bool(now_running)  # the drawing shows the graph as it is
-        log.append(("draw" if in_loop() else "final draw", now_running))
-        return drawn
-
-    monkeypatch.setattr(widgets_module, "graph_html", logged_graph_html)
-    return log
+def test_unapplied_text_is_kept_as_a_draft_when_switching_task_and_across_a_replay():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.select("subgraph > inc")
+    editor.fields["output"].value = "70"
+    editor.select("plan")
+    assert "kept your unapplied edit of the output of `subgraph &gt; inc`: choose it again" in editor.message.value
+    assert editor.fields["output"].value.startswith("[")  # plan's own output
+    editor.replay_button.click()  # a refresh after a run does not drop it either
+    editor.view.selected = "subgraph > inc"
+    assert editor.fields["output"].value == "70"
+    assert "your unapplied edit of the output of `subgraph &gt; inc` is back" in editor.message.value
+    editor.apply_button.click()
+    assert graph.find("subgraph > inc").output == 70 and editor.drafts == {}
+    assert "edited the output of `subgraph &gt; inc`" in editor.message.value
 
 
-def test_with_no_window_each_change_is_drawn_on_the_next_loop_turn_and_running_tasks_refuse_edits(drawings):
-    graph, registry, llm = planner_graph()
-    log = drawings
-    statuses: list[str] = []
-    refusals: list[str] = []
-
-    def during_run(event):
-        log.append((event.kind, event.path))
-        if event.kind == "task_started" and event.path == "spawn":
-            editor.select("spawn")
-            editor.fields["output"].value = "5"
-            editor.apply()
-            refusals.append(editor.message.value)
-
-    editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=during_run)
-    editor.status.observe(lambda change: statuses.append(change["new"]), names="value")
-    del log[:]  # (the drawing made by the constructor)
+def test_editing_a_failed_task_says_what_changed_and_what_replay_will_run():
+    graph = TaskGraph()
+    bad = graph.add_task(PythonTask("bad", id="bad"))
+    graph.add_task(PythonTask("after", bad, id="after"))
+    registry = {"bad": lambda ctx: 1 / 0, "after": lambda ctx, x: x + 1}
+    with pytest.raises(TaskGraphError):
+        graph.run(registry, progress=False)
+    editor = graph.editor(registry)
+    editor.select("bad")
+    assert "ZeroDivisionError" in editor.detail.value
+    editor.fields["output"].value = "41"
+    editor.apply_button.click()
+    message = editor.message.value
+    assert "edited the output of `bad` (it was failed; now pending, its old error cleared)" in message
+    assert "Replay will run 1 task(s): `after`" in message
+    assert "ZeroDivisionError" not in editor.detail.value  # the card shows the task as it is now
+    assert editor.view.statuses["bad"] == "pending" and "bad" not in {p for p, m in editor.view.marks.items() if m == "failed"}
     editor.replay_button.click()
-
-    # `plan` formats in a worker thread, so the loop turns while it runs: it is drawn running
-    started, finished = log.index(("task_started", "plan")), log.index(("task_finished", "plan"))
-    assert ("draw", {"plan"}) in log[started:finished]
-    # the run's end draws the final state on the run's loop, after every task event (and the
-    # caller's thread draws the same state once more, which sends the browser nothing new)
-    end = log.index(("run_finished", ""))
-    assert log[end - 1] == ("draw", set()) and log[-1] == ("final draw", set())
-    # every drawing during the run follows an event (a burst of events costs one drawing)
-    draws = [i for i, entry in enumerate(log[:end - 1]) if entry[0] == "draw"]
-    assert draws and all(log[i - 1][0] != "draw" for i in draws)
-    assert editor.view.value == graph_html(graph)
-    assert any(s.startswith("running: ") for s in statuses)
-    assert "task `spawn` is running: wait for the run to finish" in refusals[0]
-    assert graph.tasks["spawn"].output == 3
+    assert graph.output == 42 and editor.view.statuses == {"bad": "done", "after": "done"}
 
 
-class WaitForDrawing:
-    """An LLM that answers only once the editor has drawn the graph after the call began."""
+def test_a_pending_task_shows_its_kept_output_as_the_previous_one():
+    graph, registry, llm = _ran_graph()
+    graph.tasks["plan"].edit(response='["x"]')  # plan is done; its output is now from before the edit
+    graph.tasks["report"].record.status = "pending"
+    editor = graph.editor(registry, llm=llm)
+    editor.select("report")
+    assert editor.fields["output"].description == "output (previous)"
+    assert "previous output (the task is pending)" in editor.detail.value
 
-    kind = "wait-for-drawing"
 
-    def __init__(self, inner: ScriptedLLM) -> None:
+def test_messages_name_tasks_inside_sub_graphs_by_path():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.select("subgraph > double")
+    editor.fields["output"].value = "{not json"
+    editor.apply_button.click()
+    assert "the output of task `subgraph &gt; double` is not valid JSON" in editor.message.value
+
+
+def test_plan_colours_the_nodes_and_says_why_each_runs():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    graph.tasks["spawn"].edit(output=1)
+    editor.plan_button.click()
+    statuses = editor.view.statuses
+    assert statuses["plan"] == "reused" and statuses["report"] == "will run" and statuses["spawn"] == "reused"
+    assert "plan: 1 of 9 task(s) will run" in editor.message.value and "report" in editor.message.value
+    assert "why: output of `spawn` changed" in editor.view.info["report"]
+    assert "will run" in editor.view.legend
+    editor.refresh()  # any refresh goes back to statuses
+    assert editor.view.statuses["report"] == "stale"
+
+
+def test_rerun_this_task_runs_it_and_what_depends_on_it_again():
+    graph, registry, llm = _ran_graph()
+    editor = graph.editor(registry, llm=llm)
+    editor.select("subgraph")
+    editor.rerun_button.click()
+    assert "reran `subgraph`" in editor.message.value
+    # it gives the same output as before, so `report` keeps its result (the memo rule decides, as always)
+    assert set(registry.take()) == {"sub_in", "double", "inc"}
+    assert llm.calls == 1
+
+
+def test_stop_starts_no_new_task_and_keeps_the_trace():
+    graph, registry, llm = planner_graph()
+
+    def stop_after_plan(event):
+        if event.kind == "task_finished" and event.path == "plan":
+            editor.stop_button.click()
+
+    editor = graph.editor(registry, llm=llm, on_event=stop_after_plan)
+    assert editor.stop_button.disabled
+    editor.replay_button.click()
+    assert graph.tasks["plan"].status == "done" and graph.tasks["report"].status == "pending"
+    assert graph.last_run.stopped == "stop" and "stopped (stop)" in editor.status.value
+    assert editor.stop_button.disabled and editor.stop_button.description == "Stop"
+    assert not editor.replay_button.disabled
+    editor.replay_button.click()  # a later run continues; plan is not asked again
+    assert graph.output == "3 steps, size 7" and llm.calls == 1
+
+
+async def test_in_a_notebook_runs_go_on_in_the_background_and_stop_now_cancels_them():
+    graph = TaskGraph()
+    first = graph.add_task(PythonTask("quick", id="first"))
+    graph.add_task(PythonTask("slow", first, id="slow"))
+    started = asyncio.Event()
+
+    async def slow(ctx, x):
+        started.set()
+        await asyncio.sleep(3600)  # only cancellation ends it
+
+    editor = graph.editor({"quick": lambda ctx: 1, "slow": slow})
+    editor.replay_button.click()  # returns at once: the loop (the kernel's, in a notebook) runs it
+    assert editor._task is not None and editor.replay_button.disabled and not editor.stop_button.disabled
+    await asyncio.wait_for(started.wait(), timeout=60)
+    assert graph.running
+    editor.stop_button.click()
+    assert "stopping: no new task starts" in editor.message.value and editor.stop_button.description == "Stop now"
+    editor.stop_button.click()
+    while editor._task is not None or graph.running:  # (the run ends on this loop)
+        await asyncio.sleep(0.01)
+    assert "cancelled" in editor.message.value
+    assert graph.tasks["first"].status == "done" and graph.tasks["slow"].status != "done"
+    assert not editor.replay_button.disabled and editor.stop_button.disabled
+
+
+def test_without_a_front_end_the_editor_and_the_view_read_as_hints():
+    graph, registry, llm = planner_graph()
+    editor = graph.editor(registry, llm=llm)
+    bundle = editor._repr_mimebundle_()
+    assert bundle["text/plain"] == TEXT_HINT and "application/vnd.jupyter.widget-view+json" in bundle
+    data, _metadata = graph.view()._repr_mimebundle_()
+    assert data["text/plain"] == graph_view.TEXT_HINT and "application/vnd.jupyter.widget-view+json" in data
+
+
+# -- the view during a run: statuses repainted in place, checked by order of events, never by time -----
+
+class WaitForStatus:
+    """An LLM that answers only once the view has painted its task with ``status``."""
+
+    kind = "wait-for-status"
+
+    def __init__(self, inner: ScriptedLLM, status: str) -> None:
         self.inner = inner
-        self.drawn: asyncio.Event | None = None
-
-    def graph_drawn(self) -> None:
-        if self.drawn is not None:
-            self.drawn.set()
+        self.status = status
+        self.view: Any = None
+        self.seen: list[dict[str, str]] = []
 
     async def complete(self, request: dict[str, Any]) -> Any:
-        self.drawn = asyncio.Event()
-        try:  # (a bound, not a spacing: without the redraw this call would wait for ever)
-            await asyncio.wait_for(self.drawn.wait(), timeout=60)
+        painted = asyncio.Event()
+
+        def check(change: dict[str, Any]) -> None:
+            self.seen.append(dict(change["new"]))
+            if change["new"].get("plan") == self.status:
+                painted.set()
+
+        check({"new": self.view.statuses})
+        self.view.observe(check, names="statuses")
+        try:  # (a bound, not a spacing: without the repaint at the window's end this would wait for ever)
+            await asyncio.wait_for(painted.wait(), timeout=60)
         finally:
-            self.drawn = None
+            self.view.unobserve(check, names="statuses")
         return await self.inner.complete(request)
 
 
-def test_a_change_inside_the_window_is_drawn_when_the_window_ends_without_waiting_for_another_event(drawings, monkeypatch):
+def test_a_running_task_is_painted_running_while_it_runs_without_a_new_layout():
     graph, registry, llm = planner_graph()
-    waiting_llm = WaitForDrawing(llm)
-    log = drawings
-    # The clock is stopped, so every change falls inside the window of the drawing before it.
-    editor = graph.editor(registry, llm=waiting_llm, refresh_interval=0.01, on_event=lambda e: log.append((e.kind, e.path)))
-    drawn = widgets_module.graph_html
-
-    def draw_and_tell(graph: TaskGraph, limits: Any = None) -> str:
-        html = drawn(graph, limits)
-        waiting_llm.graph_drawn()
-        return html
-
-    monkeypatch.setattr(widgets_module, "graph_html", draw_and_tell)
+    waiting = WaitForStatus(llm, "running")
+    editor = graph.editor(registry, llm=waiting)
+    waiting.view = editor.view
+    layouts: list[str] = []
+    editor.view.observe(lambda change: layouts.append(change["new"]), names="svg")
     editor.replay_button.click()
     assert graph.output == "3 steps, size 7"
-    # no event comes while the LLM call waits: only the redraw at the window's end can come
-    started, finished = log.index(("llm_started", "plan")), log.index(("llm_finished", "plan"))
-    assert log[started + 1:finished] == [("draw", {"plan"})]
-    assert log[-1] == ("final draw", set())
+    assert any(seen.get("plan") == "running" for seen in waiting.seen)
+    assert editor.view.statuses == {path: "done" for path, _ in iter_tasks(graph)}  # the run's end paints all
+    assert len(layouts) == 1  # one new layout for the 3 tasks `spawn` added; none for status changes
 
 
-def test_the_run_end_draws_the_last_change_even_inside_the_window(drawings):
-    graph, registry, llm = planner_graph()
-    log = drawings
-    editor = graph.editor(registry, llm=llm, refresh_interval=3600, on_event=lambda e: log.append((e.kind, e.path)))
-    del log[:]  # (the drawing made by the constructor)
-    editor.replay_button.click()  # returns at once: the redraw due in an hour is dropped with the run
-    assert [entry for entry in log if "draw" in entry[0]] == [("draw", set()), ("final draw", set())]
-    assert log[-4:] == [("task_finished", "report"), ("draw", set()), ("run_finished", ""), ("final draw", set())]
-    assert editor.view.value == graph_html(graph)
+def test_a_streaming_reply_shows_its_text_as_it_arrives_and_unknown_events_are_harmless():
+    graph = TaskGraph()
+    graph.add_task(LLMTask("ask", "keep", id="ask"))
+
+    class Streaming:
+        kind = "streaming-test"
+
+        async def complete(self, request: dict[str, Any], on_text: Any = None) -> Any:
+            shown = asyncio.Event()
+            view.observe(lambda c: shown.set() if c["new"].get("ask") == "Once upon" else None, names="live_text")
+            on_text("Once upon")
+            await asyncio.wait_for(shown.wait(), timeout=60)  # (a bound: the view must show the partial text)
+            return await ScriptedLLM(lambda prompt: "Once upon a time").complete(request)
+
+    view = graph.view()
+    view.on_event(RunEvent("a_kind_from_a_later_release", "ask", graph.tasks["ask"]))  # repaints, nothing more
+    graph.run({"ask": lambda ctx: "tell a story", "keep": lambda ctx, text: text}, llm=Streaming(),
+              on_event=view.on_event, progress=False)
+    assert graph.output == "Once upon a time" and view.live_text == {} and view.statuses == {"ask": "done"}
+    assert "Once upon" not in view.info["ask"]
 
 
-def test_the_users_listeners_get_every_event_and_one_that_raises_does_not_stop_the_live_view(drawings):
+def test_the_users_listeners_get_every_event_and_one_that_raises_does_not_stop_the_live_view():
     graph, registry, llm = planner_graph()
     seen: list[str] = []
 
     def broken(event):
         raise RuntimeError("a bug in the user's listener")
 
-    log = drawings
-    editor = graph.editor(registry, llm=llm, refresh_interval=0, on_event=[lambda e: seen.append(e.kind), broken])
+    editor = graph.editor(registry, llm=llm, on_event=[lambda e: seen.append(e.kind), broken])
+    painted: list[bool] = []
+    paint = editor.view._status_throttle.action
+    editor.view._status_throttle.action = lambda: (painted.append(graph.running), paint())
     with pytest.warns(RuntimeWarning, match="a bug in the user's listener"):
         editor.replay_button.click()
     assert "replayed: " in editor.message.value and graph.output == "3 steps, size 7"
     assert seen.count("task_finished") == len(list(iter_tasks(graph)))
-    assert ("draw", {"plan"}) in log  # the editor's own listener went on
+    assert painted and all(painted)  # the editor's own listener went on painting the run while it went
+
+
+def test_the_view_redraws_its_layout_when_tasks_are_added_and_lays_out_once_per_shape(monkeypatch):
+    graph, registry, llm = planner_graph()
+    calls: list[int] = []
+    real = graph_view.layout
+
+    def counted(draw, limits=None):
+        calls.append(len(draw.nodes))
+        return real(draw, limits)
+
+    monkeypatch.setattr(graph_view, "layout", counted)
+    view = graph.view()
+    view.refresh()
+    view.refresh()
+    assert calls == [6]  # the same shape: no second `dot`
+    graph.run(registry, llm=llm, on_event=view.on_event, progress=False)
+    assert calls[-1] == 9 and set(view.paths.values()) == {p for p, _ in iter_tasks(graph)}
 
 
 def test_breakpoints_stop_a_run_and_a_later_run_continues():

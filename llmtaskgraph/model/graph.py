@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..run.plan import Plan
     from ..run.state import RunSettings
     from ..trace.usage import Usage
+    from ..views.graph_view import GraphView
     from ..views.widgets import GraphEditor
 
 T = TypeVar("T", bound=Task)
@@ -516,6 +517,13 @@ class TaskGraph:
         from ..views.widgets import GraphEditor
 
         return GraphEditor(self, registry, **options)
+
+    def view(self, **options: Any) -> GraphView:
+        """The interactive drawing (needs anywidget): pan, zoom, click a node to select its task, hover for
+        its status. Follow a run with ``graph.run(registry, on_event=view.on_event)``."""
+        from ..views.graph_view import GraphView
+
+        return GraphView(self, **options)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         from ..views.render import graph_mimebundle

@@ -132,9 +132,10 @@ class WidgetDisplay:
 
 def with_text_hint(widget: Any, hint: str) -> dict[str, Any]:
     """The widget's display bundle with ``hint`` as its plain-text form."""
-    bundle = dict(widget._repr_mimebundle_() or {})
-    bundle["text/plain"] = hint
-    return bundle
+    bundle = widget._repr_mimebundle_() or {}
+    if isinstance(bundle, tuple):  # (data, metadata), as anywidget gives it
+        bundle = bundle[0]
+    return {**bundle, "text/plain": hint}
 
 
 def in_notebook() -> bool:
