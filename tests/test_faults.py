@@ -1,4 +1,4 @@
-"""Runs against a flaky API: the loopback Messages API server injects a seeded mix of 429, 529, 500
+"""Runs against a flaky or stalling API: the loopback Messages API server injects a seeded mix of 429, 529, 500
 and timeouts, and the real anthropic SDK (through ``AnthropicLLM``) meets them.
 
 The faults are keyed by (prompt, attempt), not by arrival order, so which task meets which fault is
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 from fake_messages_api import FakeMessagesAPI, Fault
 
-from llmtaskgraph import LLMTask, PythonTask, TaskGraph, TaskGraphError
+from llmtaskgraph import LLMTask, PythonTask, RunOptionsError, TaskGraph, TaskGraphError
 from llmtaskgraph.cli import main
 from llmtaskgraph.llm import AnthropicLLM
 
@@ -164,3 +165,96 @@ def test_a_seeded_fault_mix_then_a_second_run_that_completes_only_the_failed_tas
         print(f"\nfault injection: {dict(faults.injected)} injected over {sum(faults.attempts.values())} requests; "
               f"{TASKS - len(retried) - len(failed)} tasks clean, {len(retried)} done after a retry, "
               f"{len(failed)} failed and then completed by the second run")
+
+
+# -- bounded calls: a slow or stalling server cannot hang a run ---------------------------------------------
+# Bounds chosen small so each test ends in seconds; each asserts the error and that the call ended, with a
+# generous margin for a loaded machine, never the exact spacing of events.
+ENDED_WITHIN = 15.0
+
+
+def run_one(llm: AnthropicLLM) -> tuple[LLMTask, float]:
+    """Run a one-task graph that is expected to fail; the task and the seconds the run took."""
+    graph = TaskGraph()
+    task = graph.add_task(LLMTask("ask", "keep", id="ask"))
+    started = time.monotonic()
+    with pytest.raises(TaskGraphError):
+        graph.run({"ask": lambda ctx: "hi", "keep": lambda ctx, text: text}, llm=llm)
+    return task, time.monotonic() - started
+
+
+def test_a_trickling_server_times_out_each_attempt(fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM]) -> None:
+    """One byte every 0.05 s never trips a per-read timeout (this took 83 s with ``timeout=2``); an attempt
+    must now be answered whole within ``timeout``, and is retried like any timeout."""
+    fake_api.enqueue(Fault.trickle(0.05), Fault.trickle(0.05))
+    task, took = run_one(make_llm(timeout=0.5, max_retries=1))
+    assert task.error is not None and task.error.message.startswith("timeout: no reply within 0.5 s (after 1 retry)")
+    assert fake_api.count == 2 and took < ENDED_WITHIN
+
+    fake_api.reset()
+    fake_api.enqueue(Fault.trickle(0.05))  # once: the retry succeeds
+    graph = TaskGraph()
+    ok = graph.add_task(LLMTask("ask", "keep"))
+    assert graph.run({"ask": lambda ctx: "hi", "keep": lambda ctx, text: text}, llm=make_llm(timeout=0.5)) == "echo: hi"
+    assert ok.response is not None and ok.response["retries"] == 1
+
+
+@pytest.mark.parametrize(("headers", "asked"), [
+    ({"retry-after": "100000"}, "100000"),
+    ({"retry-after-ms": "100000000"}, "100000"),
+    ({"retry-after": "Wed, 21 Oct 2099 07:28:00 GMT"}, ""),
+], ids=["seconds", "milliseconds", "http-date"])
+def test_a_retry_after_past_the_cap_fails_at_once_saying_how_long(
+        fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM], headers: dict[str, str], asked: str) -> None:
+    fake_api.enqueue(Fault("status", 429, "rate_limit_error", "Number of requests has exceeded your rate limit",
+                           headers=headers))
+    task, took = run_one(make_llm(max_retries=3))
+    assert task.error is not None
+    assert task.error.message.startswith(
+        f"429 rate_limit_error: Number of requests has exceeded your rate limit; the API asked to wait {asked}")
+    assert " s before retrying, more than `max_retry_wait=60` s: not retried [request-id req_" in task.error.message
+    assert fake_api.count == 1 and took < ENDED_WITHIN
+
+
+def test_a_retry_after_within_the_cap_is_honoured_and_one_past_it_is_not(
+        fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM]) -> None:
+    fake_api.enqueue(Fault.rate_limit(retry_after=0.3), Fault.rate_limit(retry_after=2))
+    _task, took = run_one(make_llm(max_retry_wait=1))
+    first, second = fake_api.requests
+    assert second.started - first.finished >= 0.29  # the first wait was honoured...
+    assert fake_api.count == 2 and took < ENDED_WITHIN  # ...the second, over the cap, was not
+    assert _task.error is not None and "asked to wait 2 s before retrying, more than `max_retry_wait=1` s" in _task.error.message
+
+
+def test_a_retry_after_past_the_deadline_fails_at_once(fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM]) -> None:
+    fake_api.enqueue(Fault.overloaded(retry_after=30))
+    task, took = run_one(make_llm(deadline=5))
+    assert task.error is not None
+    assert task.error.message.startswith("529 overloaded_error: Overloaded; the API asked to wait 30 s before retrying, "
+                                         "past the call's deadline (")
+    assert fake_api.count == 1 and took < ENDED_WITHIN
+
+
+def test_a_retry_after_the_sdk_would_not_act_on_is_left_alone(
+        fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM]) -> None:
+    """``x-should-retry: false``: no retry, so no wait to refuse; the API's own error is reported."""
+    fake_api.enqueue(Fault("status", 429, "rate_limit_error", "slow down",
+                           headers={"retry-after": "100000", "x-should-retry": "false"}))
+    task, _ = run_one(make_llm())
+    assert task.error is not None and task.error.message.startswith("429 rate_limit_error: slow down [request-id req_")
+
+
+def test_the_deadline_ends_a_call_whatever_its_attempts_do(fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM]) -> None:
+    fake_api.enqueue(Fault.slow(30), Fault.slow(30))
+    task, took = run_one(make_llm(timeout=20, deadline=1))
+    assert task.error is not None and task.error.type == "LLMCallError" and task.error.stage == "call"
+    assert task.error.message.startswith("deadline: no complete reply within the call's deadline of 1 s; "
+                                         "raise `deadline=` on AnthropicLLM for longer calls")
+    assert took < ENDED_WITHIN
+
+
+@pytest.mark.parametrize("option", ["timeout", "deadline", "max_retry_wait"])
+@pytest.mark.parametrize("value", [0, -1, "5", True])
+def test_bounds_must_be_positive_seconds(option: str, value: Any) -> None:
+    with pytest.raises(RunOptionsError, match=f"AnthropicLLM `{option}` must be a number of seconds > 0, got "):
+        AnthropicLLM(api_key="sk-ant-test-bounds", **{option: value})

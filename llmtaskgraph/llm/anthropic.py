@@ -6,10 +6,10 @@ library has never heard of), the stop reason, sequence and details, the full usa
 reply is taken from the HTTP body as sent, not from the SDK's typed model, so nothing is dropped or
 re-spelt; a streamed one is the SDK's own assembly of the events.
 
-Calls stream under the hood when the SDK requires or recommends it (a ``max_tokens`` the SDK
-expects to take over ten minutes, thinking enabled), when the request says ``stream: true``, and
-when a listener wants the text as it arrives (``on_text``). The trace stores the same assembled
-message either way.
+Long calls stream under the hood, as the SDK requires or recommends (a ``max_tokens`` the SDK
+expects to take over ten minutes, thinking enabled), and so does a request that says ``stream:
+true``; ``stream_all=True`` streams every call, so a listener (``on_text``) sees every reply as it
+arrives. The trace stores the same assembled message either way.
 
 Retries are the SDK's own (429, 5xx including 529, timeouts, lost connections): a second loop on top
 would multiply waits and attempts. :mod:`.bounds` adds what the SDK lacks (an attempt bounded as a
@@ -49,8 +49,9 @@ a good balance of quality, speed and price for programs that call the model many
 DEFAULT_MAX_TOKENS = 1024
 """Used when a task's ``params`` give no ``max_tokens`` (the API requires one)."""
 DEFAULT_TIMEOUT = 120.0
-"""Seconds per attempt: a plain reply must arrive whole within it (else the attempt is retried as a
-timeout); a stream must begin within it and never fall silent for longer."""
+"""Seconds per attempt: a reply must arrive whole within it, else the attempt is retried as a timeout.
+Long calls (see :meth:`AnthropicLLM.long_call`) are the exception: they stream, must begin within
+``timeout`` and never fall silent for longer, and only the ``deadline`` bounds them as a whole."""
 DEFAULT_MAX_RETRIES = 4
 """SDK retries per call (the SDK's own default is 2; graphs making many calls meet more 429/529s)."""
 DEFAULT_MAX_RETRY_WAIT = 60.0
@@ -76,7 +77,9 @@ class AnthropicLLM:
     endpoint from ``ANTHROPIC_BASE_URL``. ``model`` and ``max_tokens`` fill in what a task's
     ``params`` leave out. ``timeout`` (seconds per attempt), ``max_retries``, ``max_retry_wait`` (the
     longest ``retry-after`` honoured) and ``deadline`` (seconds per call in all; None for none) bound
-    each call; other ``client_options`` go to the SDK (``default_headers``, ``http_client``, ...).
+    each call. ``stream_all=True`` streams every call, not only long ones, so that ``on_text``
+    listeners see every reply arrive (the bounds stay those of a plain call). Other
+    ``client_options`` go to the SDK (``default_headers``, ``http_client``, ...).
 
     Request fields the SDK has no argument for are sent as ``extra_body``, so the API itself judges
     them: a misspelt param fails the task with the API's 400 message.
@@ -86,7 +89,7 @@ class AnthropicLLM:
         self, *, api_key: str | None = None, base_url: str | None = None, model: str = DEFAULT_MODEL,
         max_tokens: int = DEFAULT_MAX_TOKENS, timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT, deadline: float | None = DEFAULT_DEADLINE,
-        **client_options: Any,
+        stream_all: bool = False, **client_options: Any,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
         self._api_key = secrets.clean_key(key, "`api_key=`" if api_key is not None else "ANTHROPIC_API_KEY") if key else None
@@ -118,6 +121,8 @@ class AnthropicLLM:
         """Longest ``retry-after`` honoured (see :data:`DEFAULT_MAX_RETRY_WAIT`)."""
         self.deadline = None if deadline is None else float(deadline)
         """Seconds one call may take in all (see :data:`DEFAULT_DEADLINE`)."""
+        self.stream_all = bool(stream_all)
+        """Stream every call, not only long ones (see :meth:`streams`)."""
         self._client_options = client_options
         # One client per event loop: its connection pool belongs to the loop that opened it, and
         # ``graph.run`` starts a fresh loop each time. The async generator closes the client while
@@ -156,11 +161,11 @@ class AnthropicLLM:
             entry = self._clients[loop] = (client, closer)
         return entry[0]
 
-    def streams(self, request: dict[str, Any], on_text: TextListener | None = None) -> bool:
-        """Whether :meth:`complete` streams this request: asked to (``stream: true``, a listener), or
-        thinking is on, or the SDK refuses a plain call this long (it expects ``max_tokens`` to take
-        over ten minutes, or the model caps plain calls lower)."""
-        if on_text is not None or request.get("stream") is True:
+    def long_call(self, request: dict[str, Any]) -> bool:
+        """Whether a request is a long call, which streams with no bound on an attempt but ``deadline``:
+        it says ``stream: true``, or has thinking on, or the SDK refuses it as a plain call (it expects
+        its ``max_tokens`` to take over ten minutes, or the model caps plain calls lower)."""
+        if request.get("stream") is True:
             return True
         thinking = request.get("thinking")
         if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive"):
@@ -173,21 +178,28 @@ class AnthropicLLM:
         limit = MODEL_NONSTREAMING_TOKENS.get(str(request.get("model", self.model)))
         return 3600 * max_tokens / 128_000 > 600 or (limit is not None and max_tokens > limit)
 
+    def streams(self, request: dict[str, Any]) -> bool:
+        """Whether :meth:`complete` streams a request: a long call, or any call with ``stream_all``."""
+        return self.stream_all or self.long_call(request)
+
     async def complete(self, request: dict[str, Any], *, on_text: TextListener | None = None) -> LLMResponse:
         """Send one Messages API request; raise :class:`LLMCallError` if it fails for good.
 
         ``on_text(text_so_far)`` is called each time a streamed reply's text grows (the text blocks so
-        far, concatenated); giving it makes the call stream. If a broken stream is sent again, it is
-        called with ``""`` first. An exception it raises fails the call.
+        far, concatenated); a call that does not stream (see :meth:`streams`) never calls it. If a
+        broken stream is sent again, it is called with ``""`` first. An exception it raises fails the call.
         """
-        stream = self.streams(request, on_text)
+        long = self.long_call(request)
         body = {"model": self.model, "max_tokens": self.max_tokens, **request}
         body.pop("stream", None)
         state = bounds.CallState(
             timeout=self.timeout, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
             deadline_at=None if self.deadline is None else time.monotonic() + self.deadline,
         )
-        call = self._stream(body, on_text, state) if stream else self._create(body, state)
+        if long or self.stream_all:  # a plain call streamed for its listeners keeps a plain call's bound
+            call = self._stream(body, on_text, state, None if long else self.timeout)
+        else:
+            call = self._create(body, state)
         try:
             if self.deadline is None:
                 return await call
@@ -219,8 +231,10 @@ class AnthropicLLM:
             raise _malformed(f"the API's answer is not valid JSON ({_short(exc)})", state) from None
         return _checked(message, latency, state)
 
-    async def _stream(self, body: dict[str, Any], on_text: TextListener | None, state: bounds.CallState) -> LLMResponse:
-        """Stream the reply; a stream broken mid-reply is sent again while the call has retries left."""
+    async def _stream(self, body: dict[str, Any], on_text: TextListener | None, state: bounds.CallState,
+                      attempt_limit: float | None) -> LLMResponse:
+        """Stream the reply; a stream broken mid-reply (or not whole within ``attempt_limit`` seconds)
+        is sent again while the call has retries left."""
         kwargs, extra = _split(body)
         client = await self.client()
         start = time.monotonic()
@@ -228,7 +242,8 @@ class AnthropicLLM:
         while True:
             token = bounds.current.set(state)
             try:
-                message = await self._stream_once(client, kwargs, extra, on_text, state)
+                once = self._stream_once(client, kwargs, extra, on_text, state)
+                message = await (once if attempt_limit is None else _within(once, attempt_limit))
                 break
             except _StreamBroken as broken:
                 if not broken.retryable or state.retries >= self.max_retries:
@@ -334,6 +349,15 @@ class AnthropicLLM:
         if isinstance(exc, ValueError):  # the SDK decoding a body that is not JSON
             return _malformed(f"the API's answer is not valid JSON ({_short(exc)})", attempts)
         return exc
+
+
+async def _within(stream: Any, seconds: float) -> dict[str, Any]:
+    """A whole streamed attempt, bounded like a plain one."""
+    try:
+        result: dict[str, Any] = await asyncio.wait_for(stream, seconds)
+    except asyncio.TimeoutError:
+        raise _StreamBroken(f"timeout: no reply within {seconds:g} s", "timeout", True) from None
+    return result
 
 
 class _StreamBroken(Exception):
