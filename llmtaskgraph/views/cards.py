@@ -17,7 +17,8 @@ from typing import Any
 from ..model.tasks import EDITED, STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
 from ..text import clip, count_text, seconds_text, shorten
 from ..trace.summary import span_seconds
-from ..trace.usage import seconds
+from ..llm.prices import cost_of
+from ..trace.usage import dollars_text, seconds
 from .common import CELL, STYLE, Limits, badge
 
 __all__ = ["as_text", "counts_text", "is_edited", "kind_text", "task_html"]
@@ -120,6 +121,8 @@ def task_html(task: Task, limits: Limits | None = None) -> str:
             facts.append(f"latency {_seconds(seconds(latency))}")
         if response.get("retries"):
             facts.append(e(f"{_number(response['retries'])} retries"))
+        if response.get("backend"):  # a paid-for reply (a hand-written one has no backend)
+            facts.append(e(f"cost {dollars_text(cost_of(response))}"))
         rows.append(_row("call", " · ".join(facts)))
     if task.is_complete:
         edited = " (edited)" if rec.fingerprints.get(task.stages[-1]) == EDITED else ""

@@ -122,6 +122,7 @@ def _totals_table(sums: Totals) -> str:
         ("LLM calls", str(usage.calls)),
         ("Tokens", f"{count_text(usage.input_tokens)} in, {count_text(usage.output_tokens)} out"),
         ("Retries", count_text(usage.retries)),
+        ("Cost", escape(usage.cost_text)),
         ("Started", when),
         ("Wall time", wall),
         ("Most tasks at once", str(sums.max_concurrency)),
@@ -188,6 +189,7 @@ def _task_details(row: TaskRow) -> str:
     bits = [task.type]
     if row.usage.calls:
         bits.append(f"{count_text(row.usage.input_tokens)}+{count_text(row.usage.output_tokens)} tokens")
+        bits.append(row.usage.cost_text)
     if row.duration is not None:
         bits.append(f"{seconds_text(row.duration)} s")
     elif row.bad_timing:
