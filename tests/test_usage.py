@@ -101,3 +101,18 @@ def test_plan_gives_a_cost_range_counted_by_the_api(fake_api: FakeMessagesAPI, m
     plan = graph.plan(REGISTRY, llm=make_llm())
     assert not plan.tokens_counted and 0 < plan.cost_low < plan.cost_high
     assert any("input tokens estimated locally" in note for note in plan.notes)
+
+
+def test_the_task_card_and_the_report_show_cost(fake_api: FakeMessagesAPI, make_llm: Callable[..., AnthropicLLM]) -> None:
+    from llmtaskgraph.trace.usage import dollars_text
+    from llmtaskgraph.views.cards import task_html
+    from llmtaskgraph.views.report import render_report
+
+    fake_api.reply = billed
+    graph = build()
+    graph.run(REGISTRY, llm=make_llm())
+    usage = graph.usage()
+    card = task_html(graph.tasks["o0"])
+    assert f"cost {dollars_text(usage.by_task['o0'])}" in card
+    report = render_report(graph)
+    assert "Cost" in report and usage.cost_text in report
