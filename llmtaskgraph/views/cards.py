@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from ..llm.prices import cost_of
 from ..model.tasks import EDITED, STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
 from ..text import clip, count_text, seconds_text, shorten
 from ..trace.summary import span_seconds
-from ..llm.prices import cost_of
 from ..trace.usage import dollars_text, seconds
 from .common import CELL, STYLE, Limits, badge
 
