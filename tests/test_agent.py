@@ -314,3 +314,19 @@ def test_the_plan_of_an_agent_never_run_counts_up_to_max_turns_calls():
     graph, _ = agent_graph(max_turns=4)
     plan = graph.plan(registry(), llm=ScriptedLLM(Scripted(), whole_request=True, name="s"))
     assert plan.will_run == ["agent"] and plan.llm_calls == 4 and plan.llm_calls_certain == 1
+
+
+def test_a_paused_turn_is_sent_back_for_the_model_to_continue():
+    requests: list[dict[str, Any]] = []
+
+    def reply(request: dict[str, Any]) -> dict[str, Any]:
+        requests.append(request)
+        if len(request["messages"]) == 1:
+            return {"content": [{"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+                                 "input": {"query": "q"}}], "stop_reason": "pause_turn"}
+        return {"content": [text("found it")]}
+
+    graph, agent = agent_graph()
+    assert graph.run(registry(), llm=ScriptedLLM(reply, whole_request=True, name="pause"), progress=False) == "FOUND IT"
+    assert list(agent.subgraph.tasks) == ["turn1", "turn2"]
+    assert requests[1]["messages"][-1] == {"role": "assistant", "content": graph.find("agent > turn1").response["content"]}

@@ -10,7 +10,8 @@ Its formatter builds the first request, as for any LLMTask; then its sub-graph r
     ...
 
 A turn whose reply asks for tools (``stop_reason == "tool_use"``) adds the tool calls and the next
-turn while it runs; the turn that does not (or the ``max_turns``-th) is parsed by the user's parser,
+turn while it runs (a ``pause_turn`` reply, a long server-tool turn the API paused, adds the next turn
+alone, which sends the paused reply back for the model to continue); the turn that does not (or the ``max_turns``-th) is parsed by the user's parser,
 and its output is the agent's output. Each task is memoized like any other, so editing one tool
 result (``graph.find("agent > turn1/search").edit(output=...)``) and running again calls the LLM only
 for the later turns. Thinking blocks go back to the API exactly as it sent them (an edit may not
@@ -177,7 +178,10 @@ class TurnTask(LLMTask):
         return [b for b in content_of(response) if b.get("type") == "tool_use"]
 
     def grows(self) -> bool:
-        return self.turn < self.max_turns and bool(self.tool_uses())
+        """Asks for tools, or was paused by the API (``pause_turn``: a long server-tool turn to send back as it is)."""
+        if self.turn >= self.max_turns:
+            return False
+        return bool(self.tool_uses()) or (self.record.response or {}).get("stop_reason") == "pause_turn"
 
     def grow(self, ctx: TaskContext) -> Any:
         """Add one tool call per ``tool_use`` block and the next turn; the output is the conversation so far."""
@@ -246,8 +250,11 @@ def _first_turn(ctx: TaskContext) -> Any:
 
 
 def _next_turn(ctx: TaskContext, conversation: dict[str, Any], *outputs: Any) -> dict[str, Any]:
-    """Turn k+1 sends the conversation so far and one ``tool_result`` per tool call of turn k."""
+    """Turn k+1 sends the conversation so far and one ``tool_result`` per tool call of turn k (none after a
+    ``pause_turn``: the paused reply goes back as it is, for the model to continue)."""
     uses = [b for b in conversation["messages"][-1]["content"] if b.get("type") == "tool_use"]
+    if not uses:
+        return conversation
     results = [tool_result(use, out) for use, out in zip(uses, outputs, strict=True)]
     return {**conversation, "messages": [*conversation["messages"], {"role": "user", "content": results}]}
 
