@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .errors import InvalidTraceError, LLMTaskGraphError, MissingFunctionError, RunOptionsError, TaskGraphError
+from .llm.reply import stop_note
 from .model.graph import TaskGraph
 from .text import count_text, seconds_text, shorten, terminal_safe
 from .trace.summary import task_rows, totals, utc_time
@@ -500,6 +501,10 @@ def print_table(graph: TaskGraph, file: TextIO | None = None) -> None:
         models = "; ".join(f"{terminal_safe(m)} {u.calls} call{'s' if u.calls != 1 else ''} {u.cost_text}"
                            for m, u in usage.by_model.items())
         print(f"cost by model: {models}", file=out)
+    for row in rows:  # a reply cut off, refused or paused is not a complete answer, whatever its status says
+        note = stop_note(row.task.record.response)
+        if note is not None:
+            print(f"stopped early: `{terminal_safe(row.path)}`: {note}", file=out)
 
 
 if __name__ == "__main__":

@@ -180,3 +180,15 @@ def test_editing_a_reply_keeps_its_thinking_and_refuses_to_change_it(fake_api, m
     with pytest.raises(ValueError, match="changes its thinking blocks"):
         task.edit(response={"content": bad})
     assert graph.run(reg, llm=make_llm(), progress=False) == "second answer" and fake_api.count == 1
+
+
+def test_show_names_the_replies_that_stopped_early(fake_api, make_llm, tmp_path, capsys):
+    from llmtaskgraph.cli import main
+
+    fake_api.reply = lambda body: {"content": [fc.text("The answer is")], "stop_reason": "max_tokens"}
+    graph = TaskGraph()
+    graph.add_task(LLMTask("fmt", "parse", id="ask"))
+    graph.run({"fmt": lambda ctx: "hi", "parse": lambda ctx, t: t}, llm=make_llm(), progress=False)
+    graph.save(tmp_path / "t.json")
+    assert main(["show", str(tmp_path / "t.json")]) == 0
+    assert "stopped early: `ask`: cut off at `max_tokens`: raise it in `params` to get the whole reply" in capsys.readouterr().out
