@@ -101,9 +101,9 @@ def test_switching_default_model_calls_again_but_replay_does_not(fake_api: FakeM
     graph.run(REGISTRY, llm=make_llm(model="claude-haiku-4-5"))
     graph.run(REGISTRY, llm=make_llm(model="claude-haiku-4-5"))
     assert fake_api.count == 1
-    graph.run(REGISTRY, llm=make_llm(model="claude-opus-4-5"))
-    assert fake_api.count == 2 and [r.body["model"] for r in fake_api.requests] == ["claude-haiku-4-5", "claude-opus-4-5"]
-    assert task.response is not None and task.response["model"] == "claude-opus-4-5"
+    graph.run(REGISTRY, llm=make_llm(model="claude-opus-5-5"))
+    assert fake_api.count == 2 and [r.body["model"] for r in fake_api.requests] == ["claude-haiku-4-5", "claude-opus-5-5"]
+    assert task.response is not None and task.response["model"] == "claude-opus-5-5"
 
 
 def test_default_llm_uses_the_sdk_environment(fake_api: FakeMessagesAPI, monkeypatch: pytest.MonkeyPatch) -> None:
