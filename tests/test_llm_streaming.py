@@ -1,8 +1,8 @@
 """AnthropicLLM streaming under the hood, with the real SDK against the loopback server's server-sent events.
 
 What is checked: a streamed reply is the same reply (every block type) as a plain one; ``on_text``
-gets the growing text in order; when calls stream (asked, thinking, long ``max_tokens``,
-``stream_all``) and when they do not; a stream cut mid-reply, an ``error`` event or a stream ending
+gets the growing text in order; when calls stream (asked, thinking, long ``max_tokens``, a text
+listener) and when they do not; a stream cut mid-reply, an ``error`` event or a stream ending
 without ``message_stop`` becomes a clear :class:`LLMCallError` (sent again while retries last, never
 stored half); a trickling stream ends at the call's deadline, or within ``timeout`` when it is a
 plain call streamed only for its listeners.
@@ -49,9 +49,8 @@ def comparable(response: LLMResponse) -> dict[str, Any]:
 def test_a_streamed_reply_is_the_plain_reply_block_for_block(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
     fake_api.reply = lambda body: FULL
     seen: list[str] = []
-    plain = complete(make_llm(), HI, on_text=seen.append)
-    assert seen == []  # a plain call has no text before its end
-    streamed = complete(make_llm(stream_all=True), HI, on_text=seen.append)
+    plain = complete(make_llm(), HI)
+    streamed = complete(make_llm(), HI, on_text=seen.append)
     assert [r.stream for r in fake_api.requests] == [False, True]
     assert comparable(streamed) == comparable(plain)
     assert streamed.content == FULL["content"] and streamed.usage == FULL["usage"]
@@ -80,7 +79,7 @@ def test_stream_true_in_params_streams_and_the_trace_stores_the_whole_reply(
 
 @pytest.mark.parametrize(("request_fields", "streams"), [
     ({}, False),
-    ({"stream_all": True}, True),
+    ({"on_text": True}, True),
     ({"stream": False}, False),
     ({"thinking": {"type": "enabled", "budget_tokens": 2000}, "max_tokens": 4000}, True),
     ({"thinking": {"type": "adaptive"}}, True),
@@ -92,9 +91,10 @@ def test_stream_true_in_params_streams_and_the_trace_stores_the_whole_reply(
 def test_which_calls_stream(fake_api: FakeMessagesAPI, make_llm: MakeLLM, request_fields: dict[str, Any],
                             streams: bool) -> None:
     fake_api.reply = lambda body: [thinking("so"), {"type": "text", "text": "ok"}] if "thinking" in body else "ok"
-    llm = make_llm(stream_all=request_fields.pop("stream_all", False))
-    assert llm.streams({**HI, **request_fields}) is streams
-    response = complete(llm, {**HI, **request_fields})
+    listener = (lambda text: None) if request_fields.pop("on_text", False) else None
+    llm = make_llm()
+    assert llm.streams({**HI, **request_fields}, listener) is streams
+    response = complete(llm, {**HI, **request_fields}, listener)
     assert fake_api.requests[0].stream is streams and response.text == "ok"
     assert "stream" not in fake_api.requests[0].body or streams  # a plain call sends no `stream`
 
@@ -157,7 +157,7 @@ def test_a_broken_stream_is_sent_again_while_retries_last(fake_api: FakeMessages
     fake_api.reply = lambda body: "one two three four five"
     fake_api.enqueue(fault)
     seen: list[str] = []
-    response = complete(make_llm(max_retries=2, stream_all=True), HI, on_text=seen.append)
+    response = complete(make_llm(max_retries=2), HI, on_text=seen.append)
     assert response.text == "one two three four five" and response.retries == 1
     assert fake_api.count == 2 and [r.reply is not None for r in fake_api.requests] == [False, True]
     assert seen == ["one ", "one two ", "one two three ", "", "one ", "one two ", "one two three ",
@@ -206,14 +206,14 @@ def test_a_trickling_stream_ends_at_the_deadline(fake_api: FakeMessagesAPI, make
     assert took < 15  # ended (the whole reply would take over a minute at this pace)
 
 
-def test_a_plain_call_streamed_for_its_listeners_keeps_a_plain_calls_bound(
+def test_a_plain_call_streamed_for_its_listener_keeps_a_plain_calls_bound(
         fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
-    """``stream_all`` must not make a trickling server hang a run: the whole stream must arrive within
+    """Watching a run must not let a trickling server hang it: the whole stream must arrive within
     ``timeout``, as a plain reply must, and the attempt is retried like any timeout."""
     fake_api.enqueue(Fault.trickle(0.05), Fault.trickle(0.05))
     started = time.monotonic()
     with pytest.raises(LLMCallError) as info:
-        complete(make_llm(timeout=0.5, max_retries=1, stream_all=True), HI, on_text=lambda text: None)
+        complete(make_llm(timeout=0.5, max_retries=1), HI, on_text=lambda text: None)
     assert str(info.value).startswith("timeout: no reply within 0.5 s (after 1 retry) [request-id req_")
     assert info.value.error_type == "timeout" and fake_api.count == 2
     assert time.monotonic() - started < 15

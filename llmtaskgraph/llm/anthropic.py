@@ -8,8 +8,8 @@ re-spelt; a streamed one is the SDK's own assembly of the events.
 
 Long calls stream under the hood, as the SDK requires or recommends (a ``max_tokens`` the SDK
 expects to take over ten minutes, thinking enabled), and so does a request that says ``stream:
-true``; ``stream_all=True`` streams every call, so a listener (``on_text``) sees every reply as it
-arrives. The trace stores the same assembled message either way.
+true``; a call with a listener for its text (``on_text``: a watched run) streams too, bounded as a
+plain call would be. The trace stores the same assembled message either way.
 
 Retries are the SDK's own (429, 5xx including 529, timeouts, lost connections): a second loop on top
 would multiply waits and attempts. :mod:`.bounds` adds what the SDK lacks (an attempt bounded as a
@@ -77,9 +77,7 @@ class AnthropicLLM:
     endpoint from ``ANTHROPIC_BASE_URL``. ``model`` and ``max_tokens`` fill in what a task's
     ``params`` leave out. ``timeout`` (seconds per attempt), ``max_retries``, ``max_retry_wait`` (the
     longest ``retry-after`` honoured) and ``deadline`` (seconds per call in all; None for none) bound
-    each call. ``stream_all=True`` streams every call, not only long ones, so that ``on_text``
-    listeners see every reply arrive (the bounds stay those of a plain call). Other
-    ``client_options`` go to the SDK (``default_headers``, ``http_client``, ...).
+    each call. Other ``client_options`` go to the SDK (``default_headers``, ``http_client``, ...).
 
     Request fields the SDK has no argument for are sent as ``extra_body``, so the API itself judges
     them: a misspelt param fails the task with the API's 400 message.
@@ -89,7 +87,7 @@ class AnthropicLLM:
         self, *, api_key: str | None = None, base_url: str | None = None, model: str = DEFAULT_MODEL,
         max_tokens: int = DEFAULT_MAX_TOKENS, timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_MAX_RETRIES,
         max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT, deadline: float | None = DEFAULT_DEADLINE,
-        stream_all: bool = False, **client_options: Any,
+        **client_options: Any,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
         self._api_key = secrets.clean_key(key, "`api_key=`" if api_key is not None else "ANTHROPIC_API_KEY") if key else None
@@ -121,8 +119,6 @@ class AnthropicLLM:
         """Longest ``retry-after`` honoured (see :data:`DEFAULT_MAX_RETRY_WAIT`)."""
         self.deadline = None if deadline is None else float(deadline)
         """Seconds one call may take in all (see :data:`DEFAULT_DEADLINE`)."""
-        self.stream_all = bool(stream_all)
-        """Stream every call, not only long ones (see :meth:`streams`)."""
         self._client_options = client_options
         # One client per event loop: its connection pool belongs to the loop that opened it, and
         # ``graph.run`` starts a fresh loop each time. The async generator closes the client while
@@ -178,16 +174,17 @@ class AnthropicLLM:
         limit = MODEL_NONSTREAMING_TOKENS.get(str(request.get("model", self.model)))
         return 3600 * max_tokens / 128_000 > 600 or (limit is not None and max_tokens > limit)
 
-    def streams(self, request: dict[str, Any]) -> bool:
-        """Whether :meth:`complete` streams a request: a long call, or any call with ``stream_all``."""
-        return self.stream_all or self.long_call(request)
+    def streams(self, request: dict[str, Any], on_text: TextListener | None = None) -> bool:
+        """Whether :meth:`complete` streams a request: a long call, or any call with a text listener."""
+        return on_text is not None or self.long_call(request)
 
     async def complete(self, request: dict[str, Any], *, on_text: TextListener | None = None) -> LLMResponse:
         """Send one Messages API request; raise :class:`LLMCallError` if it fails for good.
 
         ``on_text(text_so_far)`` is called each time a streamed reply's text grows (the text blocks so
-        far, concatenated); a call that does not stream (see :meth:`streams`) never calls it. If a
-        broken stream is sent again, it is called with ``""`` first. An exception it raises fails the call.
+        far, concatenated); giving it makes the call stream, with the bounds of a plain call unless it
+        is a long one (see :meth:`long_call`). If a broken stream is sent again, it is called with ``""``
+        first. An exception it raises fails the call.
         """
         long = self.long_call(request)
         body = {"model": self.model, "max_tokens": self.max_tokens, **request}
@@ -196,7 +193,7 @@ class AnthropicLLM:
             timeout=self.timeout, max_retries=self.max_retries, max_retry_wait=self.max_retry_wait,
             deadline_at=None if self.deadline is None else time.monotonic() + self.deadline,
         )
-        if long or self.stream_all:  # a plain call streamed for its listeners keeps a plain call's bound
+        if long or on_text is not None:  # a plain call streamed for its listener keeps a plain call's bound
             call = self._stream(body, on_text, state, None if long else self.timeout)
         else:
             call = self._create(body, state)
