@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import llmtaskgraph
 
-from . import batch, children, growth, json_memory, llm_io, overhead, replay
+from . import batch, children, dataset, growth, json_memory, llm_io, overhead, replay
 
 BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "overhead": lambda quick: overhead.run(repeats=1 if quick else overhead.REPEATS, n=1_000 if quick else overhead.N),
@@ -20,6 +20,8 @@ BENCHMARKS: dict[str, Callable[[bool], str]] = {
     "json": lambda quick: json_memory.run(repeats=1 if quick else json_memory.REPEATS, n=1_000 if quick else json_memory.N),
     "growth": lambda quick: growth.run(),
     "children": lambda quick: children.run(large=10_000 if quick else children.LARGE),
+    "dataset": lambda quick: dataset.run(repeats=1 if quick else 3, n=200 if quick else dataset.N,
+                                         latency_n=50 if quick else 200),
     "batch": lambda quick: batch.run(n=100 if quick else batch.CALLS),
 }
 

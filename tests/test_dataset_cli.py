@@ -121,7 +121,8 @@ def test_plan_and_compare_after_a_prompt_change(project: Path, capsys: pytest.Ca
     (project / "graphs.py").write_text(GRAPHS.replace('PROMPT = "Label this review"', 'PROMPT = "Label this review!"'))
     sys.modules.pop("graphs", None)
     code, out, _ = cli(capsys, "dataset", "plan", "graphs.py:build", "runs/v1", "--llm", "offline")
-    assert code == 0 and out.splitlines()[0] == "dataset plan: 3 of 3 case(s) will run: 6 task(s), at most 3 LLM call(s) (0 certain)"
+    assert code == 0 and out.splitlines()[0] == (
+        "dataset plan: 3 of 3 case(s) will run: 6 task(s), at most 3 LLM call(s) (0 certain), cost $0 to $0")
 
     v2 = DatasetRun.load(project / "runs/v1").copy(project / "runs/v2")
     assert v2.path == project / "runs/v2"

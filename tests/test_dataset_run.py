@@ -208,7 +208,8 @@ def test_open_dataset_plans_a_first_run_before_anything_runs(tmp_path: Path) -> 
     plan = run.plan(counting.registry(), llm=scripted())
     assert (len(plan.will_run), plan.tasks, plan.llm_calls, plan.llm_calls_certain) == (6, 18, 6, 6)
     assert plan.reasons == Counter({"never ran": 18})
-    assert str(plan).splitlines()[0] == "dataset plan: 6 of 6 case(s) will run: 18 task(s), 6 LLM call(s)"
+    # the prompts are not formatted yet, so the calls cannot be priced (a scripted model is free anyway)
+    assert str(plan).splitlines()[0] == "dataset plan: 6 of 6 case(s) will run: 18 task(s), 6 LLM call(s), cost ?"
     assert not counting.done and not (tmp_path / "v1").exists()
 
 
@@ -331,3 +332,33 @@ def test_run_options_reach_every_case() -> None:
     run = run_dataset(review_graph(), REVIEWS[:2], Counting().registry(), llm=offline, break_before=["result"])
     assert offline.calls == 2 and [c.status for c in run] == ["pending", "pending"]
     assert run.last_run is not None and run.last_run.pending == ["0", "1"]
+
+
+class Priced:
+    """A backend that streams (takes ``on_text``) and answers as a priced model would."""
+
+    kind = "priced"
+
+    def __init__(self) -> None:
+        self.streamed = 0
+
+    async def complete(self, request: dict[str, Any], *, on_text: Any = None) -> LLMResponse:
+        if on_text is not None:
+            on_text("Posi")
+            self.streamed += 1
+        return LLMResponse(text="Positive", model="claude-haiku-4-5", usage={"input_tokens": 1000, "output_tokens": 10},
+                           backend="priced")
+
+
+def test_costs_add_up_and_streaming_goes_through_the_shared_limit() -> None:
+    graph = review_graph()
+    graph.tasks["classify"].params = {"model": "claude-haiku-4-5", "max_tokens": 100}
+    llm = Priced()
+    events: list[str] = []
+    run = run_dataset(graph, REVIEWS, Counting().registry(), ids="id", llm=llm, on_event=lambda e: events.append(e.kind))
+    assert llm.streamed == 6 and events.count("llm_text") == 6  # a watched run streams, as a single graph's does
+    assert run.last_run is not None and run.last_run.cost == pytest.approx(6 * run["r1"].cost) and run["r1"].cost > 0
+    assert str(run).endswith(f"tokens 6,000 in, 60 out, cost ${6 * run['r1'].cost:.4f}")
+    plan = run.plan(Counting().registry(), llm=llm, resample=True)
+    assert plan.llm_calls == plan.llm_calls_certain == 6 and 0 < plan.cost_low < plan.cost_high
+    assert plan.cost_text() == f", cost ${plan.cost_low:.4f} to ${plan.cost_high:.4f}"

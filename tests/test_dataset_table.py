@@ -24,7 +24,7 @@ def test_rows_are_plain_dicts_with_the_same_keys_and_dict_values_spread(run: Dat
     assert len(rows) == 6 and len({tuple(r) for r in rows}) == 1
     assert list(rows[0]) == ["case", "status", "input.id", "input.product", "input.text", "input.label", "output.product",
                              "output.label", "errors", "tasks", "executed", "llm_calls", "new_llm_calls", "input_tokens",
-                             "output_tokens", "seconds"]
+                             "output_tokens", "cost", "new_cost", "seconds"]
     assert rows[0]["output.label"] == "positive" and rows[0]["errors"] is None and rows[0]["llm_calls"] == 1
     failed = rows[5]
     assert (failed["status"], failed["output.label"]) == ("failed", None)
@@ -43,14 +43,14 @@ def test_values_that_are_not_dicts_stay_in_one_column() -> None:
 
 def test_a_dataframe_of_cases_and_one_of_tasks(run: DatasetRun) -> None:
     frame = run.to_dataframe()
-    assert isinstance(frame, pd.DataFrame) and frame.shape == (6, 16)
+    assert isinstance(frame, pd.DataFrame) and frame.shape == (6, 18)
     assert frame.groupby("status").size().to_dict() == {"done": 5, "failed": 1}
     assert frame.loc[frame["case"] == "r3", "output.label"].item() == "positive"
     assert (frame["output.label"] == frame["input.label"]).sum() == 3  # accuracy, as one would compute it
 
     tasks = run.to_dataframe(tasks=True)
-    assert tasks.shape == (18, 9) and list(tasks.columns) == ["case", "task", "type", "status", "output", "error",
-                                                              "input_tokens", "output_tokens", "seconds"]
+    assert tasks.shape == (18, 10) and list(tasks.columns) == ["case", "task", "type", "status", "output", "error",
+                                                               "input_tokens", "output_tokens", "cost", "seconds"]
     assert tasks[tasks["type"] == "llm"]["input_tokens"].gt(0).all()
     assert tasks.set_index(["case", "task"]).loc[("r6", "result"), "error"] == "ValueError: cannot file 'Broke after one day.'"
 

@@ -162,6 +162,9 @@ class Comparison:
     def __str__(self) -> str:
         return "\n".join(self.lines())
 
+    def __repr__(self) -> str:
+        return f"<Comparison {self.summary()}>"
+
     def rows(self) -> list[dict[str, Any]]:
         """One plain dict per case: id, verdict, statuses, outputs, scores, changed tasks."""
         return [{

@@ -1,9 +1,9 @@
 """The plan of a dataset run: after a code, prompt or input change, how many cases and tasks would run
-again and how many LLM calls that takes, before running anything.
+again, how many LLM calls that takes and what they would cost, before running anything.
 
 It is :meth:`TaskGraph.plan <llmtaskgraph.model.graph.TaskGraph.plan>` asked for every case, so the
 dataset's plan and its run cannot disagree, and summed: cases that would run, tasks, LLM calls (an
-upper bound, and the certain part), and the reasons with how many tasks each one re-runs
+upper bound, and the certain part), their cost range in dollars, and the reasons with how many tasks each one re-runs
 (``code of `classify_prompt` changed: 20 tasks``). A changed formatter re-formats every case it
 serves, but a request that comes out the same needs no call: the plan cannot know which before the
 formatter runs, so it says "at most".
@@ -44,9 +44,13 @@ class DatasetPlan:
     """At most this many LLM requests would be sent."""
     llm_calls_certain: int = 0
     """Of those, how many are certain (their request is known now and nothing stored answers it)."""
-    dollars: float | None = None
-    """What those calls would cost: None until the LLM price table (the cost issue) gives plans a cost;
-    then the sum of the cases' estimates goes here."""
+    cost_low: float = 0.0
+    """US dollars those calls would cost at least, over every case (see :attr:`Plan.cost_low
+    <llmtaskgraph.run.plan.Plan.cost_low>`: their input alone)."""
+    cost_high: float = 0.0
+    """US dollars they could cost at most (input and ``max_tokens`` of output each)."""
+    cost_unknown: int = 0
+    """Calls left out of the range: no prompt to price yet (a formatter that runs first), or no known price."""
     reasons: Counter[str] = field(default_factory=Counter)
     """Why tasks run -> how many tasks, over every case (``never ran``, ``code of `f` changed``, ...)."""
     plans: dict[str, Plan] = field(default_factory=dict, repr=False)
@@ -57,7 +61,7 @@ class DatasetPlan:
         calls = (f"{count_text(self.llm_calls, True)} LLM call(s)" if self.llm_calls == self.llm_calls_certain
                  else f"at most {count_text(self.llm_calls, True)} LLM call(s) "
                       f"({count_text(self.llm_calls_certain, True)} certain)")
-        cost = "" if self.dollars is None else f", ${self.dollars:.2f}"
+        cost = self.cost_text()
         lines = [f"dataset plan: {count_text(len(self.will_run), True)} of {count_text(self.cases, True)} case(s) will run: "
                  f"{count_text(self.tasks, True)} task(s), {calls}{cost}"]
         for reason, n in self.reasons.most_common(MAX_SHOWN):
@@ -70,6 +74,16 @@ class DatasetPlan:
             lines.append(f"cases: {shown}{more}")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def cost_text(self) -> str:
+        """``, cost $0.12 to $0.31`` as a graph's plan says it (empty when no call would be sent)."""
+        from ..run.plan import Plan
+
+        return Plan(llm_calls=self.llm_calls, cost_low=self.cost_low, cost_high=self.cost_high,
+                    cost_unknown=self.cost_unknown).cost_text()
+
+    def __repr__(self) -> str:
+        return f"<DatasetPlan {str(self).split(chr(10), 1)[0]}>"
 
     def _repr_html_(self) -> str:
         from .table import code_names
@@ -103,6 +117,9 @@ def plan_dataset(run: DatasetRun, registry: Registry | None, options: RunSetting
         result.tasks += len(plan.will_run)
         result.llm_calls += plan.llm_calls
         result.llm_calls_certain += plan.llm_calls_certain
+        result.cost_low += plan.cost_low
+        result.cost_high += plan.cost_high
+        result.cost_unknown += plan.cost_unknown
         for path in plan.will_run:
             result.reasons.update(plan.reasons.get(path, []))
     result.notes = list(notes)

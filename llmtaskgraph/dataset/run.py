@@ -31,6 +31,7 @@ from ..model.graph import TaskGraph, default_llm
 from ..model.registry import check_registry
 from ..run._sync import run_sync
 from ..trace.diff import same_json, spec_difference
+from ..trace.usage import dollars_text
 from .inputs import CaseIds, case_file_name, case_ids, read_inputs
 from .shared import CaseProgress, SharedLimit
 from .store import CASES, CaseResult, DatasetFolder, summarize
@@ -67,6 +68,8 @@ class DatasetReport:
     llm_calls: int = 0
     """LLM requests sent (replies from the response cache not counted)."""
     llm_cache_hits: int = 0
+    cost: float = 0.0
+    """US dollars the calls of this run cost (replies of a known price)."""
     seconds: float = 0.0
     interrupted: bool = False
     """Whether the run was interrupted (Ctrl-C, cancellation): run again to continue, nothing is repeated."""
@@ -74,7 +77,8 @@ class DatasetReport:
     def __str__(self) -> str:
         return (f"{self.cases} case(s) run: {len(self.executed)} with tasks executed, {self.cases - len(self.executed)} "
                 f"entirely reused; {len(self.failed)} failed, {len(self.pending)} unfinished; {self.tasks_executed} task(s) "
-                f"executed, {self.llm_calls} LLM call(s), {self.llm_cache_hits} from the response cache; "
+                f"executed, {self.llm_calls} LLM call(s){f' ({dollars_text(self.cost)})' if self.cost else ''}, "
+                f"{self.llm_cache_hits} from the response cache; "
                 f"{self.seconds:.2f} s" + (" (interrupted)" if self.interrupted else ""))
 
 
@@ -301,6 +305,7 @@ class DatasetRun:
                 report.tasks_executed += len(ran.executed)
                 report.llm_calls += ran.llm_calls
                 report.llm_cache_hits += ran.llm_cache_hits
+                report.cost += ran.cost
                 if ran.executed:
                     report.executed.append(case.id)
             if case.status == "failed":

@@ -14,6 +14,7 @@ flight``, shown where a run's progress shows (a bar in notebooks, one line on st
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,13 @@ class SharedLimit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.llm, name)
 
-    async def complete(self, request: dict[str, Any]) -> LLMResponse:
+    async def complete(self, request: dict[str, Any], *, on_text: Any = None) -> LLMResponse:
+        """The wrapped backend's reply, once fewer than ``limit`` calls of the dataset are in flight.
+
+        ``on_text`` (streaming, asked for when a run is watched) is passed on only if the wrapped backend
+        takes it. A backend that collects calls itself (``collects_calls``: batches) is called by the
+        scheduler through ``complete_call``, which is its own and not limited here, as for one run.
+        """
         if self._semaphore is None:  # made on the loop that runs the cases
             self._semaphore = asyncio.Semaphore(self.limit)
         async with self._semaphore:
@@ -53,6 +60,8 @@ class SharedLimit:
             if counter is not None:
                 counter.call_started()
             try:
+                if on_text is not None and _streams(self.llm):
+                    return await self.llm.complete(request, on_text=on_text)  # type: ignore[call-arg]
                 return await self.llm.complete(request)
             finally:
                 if counter is not None:
@@ -60,6 +69,13 @@ class SharedLimit:
 
     def __repr__(self) -> str:
         return f"SharedLimit({self.llm!r}, limit={self.limit})"
+
+
+def _streams(llm: Any) -> bool:
+    try:
+        return "on_text" in inspect.signature(llm.complete).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class CaseCounter(ProgressCounter):

@@ -74,10 +74,16 @@ class CaseResult:
     """LLM replies in the trace (what producing its current results took; cached replies included)."""
     input_tokens: int = 0
     output_tokens: int = 0
+    cost: float = 0.0
+    """US dollars of those replies, over the ones whose price is known (local backends are free)."""
+    unpriced: int = 0
+    """Replies whose model has no known price (not in ``cost``)."""
     executed: int = 0
     """Tasks the latest run of this case executed (0: everything was reused)."""
     new_llm_calls: int = 0
     """LLM requests the latest run of this case sent (cached replies not counted)."""
+    new_cost: float = 0.0
+    """US dollars the latest run of this case paid."""
     seconds: float | None = None
     """Wall time of the latest run of this case."""
 
@@ -103,12 +109,13 @@ class CaseResult:
         case.output = data.get("output")
         case.errors = _str_list(data.get("errors", []), f"{where}.errors")
         case.task_outputs = _str_dict(data.get("task_outputs", {}), f"{where}.task_outputs")
-        for name in ("tasks", "llm_calls", "input_tokens", "output_tokens", "executed", "new_llm_calls"):
+        for name in ("tasks", "llm_calls", "input_tokens", "output_tokens", "unpriced", "executed", "new_llm_calls"):
             setattr(case, name, _typed(data, name, int, where, default=0))
-        seconds = data.get("seconds")
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))):
-            raise DatasetError(f"{where}.seconds must be a number or null")
-        case.seconds = seconds
+        for name in ("cost", "new_cost", "seconds"):
+            value = data.get(name, None if name == "seconds" else 0.0)
+            if (value is not None or name != "seconds") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise DatasetError(f"{where}.{name} must be a number" + (" or null" if name == "seconds" else ""))
+            setattr(case, name, value)
         return case
 
 
@@ -159,9 +166,11 @@ def summarize(case: CaseResult, graph: TaskGraph, report: RunReport | None = Non
     case.task_outputs = outputs
     usage = graph.usage()
     case.llm_calls, case.input_tokens, case.output_tokens = usage.calls, usage.input_tokens, usage.output_tokens
+    case.cost, case.unpriced = usage.cost, usage.unpriced
     if report is not None:
         case.executed = len(report.executed)
         case.new_llm_calls = report.llm_calls
+        case.new_cost = report.cost
         case.seconds = seconds
 
 

@@ -38,7 +38,8 @@ _MONO = " style='text-align:left;vertical-align:top;font-family:monospace'"
 
 def case_rows(run: DatasetRun) -> list[dict[str, Any]]:
     """One dict per case: ``case``, ``status``, the input and output (spread by key when dicts),
-    ``errors``, ``tasks``, ``executed``, ``llm_calls``, ``new_llm_calls``, tokens and ``seconds``.
+    ``errors``, ``tasks``, ``executed``, ``llm_calls``, ``new_llm_calls``, tokens, ``cost``, ``new_cost``
+    (dollars: in the trace, paid by the latest run) and ``seconds``.
 
     Every row has the same keys (None where a case has no value), so the rows make a table as they are.
     """
@@ -52,7 +53,7 @@ def case_rows(run: DatasetRun) -> list[dict[str, Any]]:
         _spread(row, "output", case.output, output_keys)
         row.update(errors="; ".join(case.errors) or None, tasks=case.tasks, executed=case.executed,
                    llm_calls=case.llm_calls, new_llm_calls=case.new_llm_calls, input_tokens=case.input_tokens,
-                   output_tokens=case.output_tokens, seconds=case.seconds)
+                   output_tokens=case.output_tokens, cost=case.cost, new_cost=case.new_cost, seconds=case.seconds)
         rows.append(row)
     return rows
 
@@ -79,7 +80,8 @@ def _spread(row: dict[str, Any], name: str, value: Any, keys: tuple[list[str], b
 
 def task_rows(run: DatasetRun) -> list[dict[str, Any]]:
     """One dict per task of every case (loads every trace): ``case``, ``task`` (its path), ``type``,
-    ``status``, ``output``, ``error``, ``input_tokens``, ``output_tokens``, ``seconds``."""
+    ``status``, ``output``, ``error``, ``input_tokens``, ``output_tokens``, ``cost`` (dollars of its reply; None
+    for no reply or an unknown price), ``seconds``."""
     from ..trace.summary import task_rows as graph_rows
 
     rows = []
@@ -93,7 +95,7 @@ def task_rows(run: DatasetRun) -> list[dict[str, Any]]:
                 "case": case.id, "task": row.path, "type": row.task.type, "status": rec.status, "output": rec.output,
                 "error": f"{err.type}: {err.message}" if err else None,
                 "input_tokens": row.usage.input_tokens, "output_tokens": row.usage.output_tokens,
-                "seconds": row.duration,
+                "cost": row.usage.cost if row.usage.calls and not row.usage.unpriced else None, "seconds": row.duration,
             })
     return rows
 
@@ -109,18 +111,25 @@ def to_dataframe(rows: list[dict[str, Any]]) -> Any:
 
 
 def summary_line(run: DatasetRun) -> str:
-    """``20 cases: 18 done, 1 failed, 1 pending; 40 LLM calls, tokens 1,234 in, 567 out``."""
+    """``20 cases: 18 done, 1 failed, 1 pending; 40 LLM calls, tokens 1,234 in, 567 out, cost $0.0123``."""
+    from ..trace.usage import dollars_text
+
     counts: dict[str, int] = {}
-    calls = tokens_in = tokens_out = 0
+    calls = tokens_in = tokens_out = unpriced = 0
+    cost = 0.0
     for case in run:
         counts[case.status] = counts.get(case.status, 0) + 1
         calls += case.llm_calls
         tokens_in += case.input_tokens
         tokens_out += case.output_tokens
+        cost += case.cost
+        unpriced += case.unpriced
     states = ", ".join(f"{n:,} {s}" for s in ("done", "failed", "pending") if (n := counts.get(s)))
     c = count_text
+    paid = f", cost {dollars_text(cost)}" if cost else ""
+    paid += f" + {c(unpriced, True)} call(s) of unknown price" if unpriced else ""
     return (f"{len(run):,} case(s): {states or 'none'}; {c(calls, True)} LLM call(s) in the traces, "
-            f"tokens {c(tokens_in, True)} in, {c(tokens_out, True)} out")
+            f"tokens {c(tokens_in, True)} in, {c(tokens_out, True)} out{paid}")
 
 
 # -- HTML -------------------------------------------------------------------------------------------
