@@ -288,14 +288,15 @@ def test_an_index_from_elsewhere_is_checked_field_by_field(tmp_path: Path, edit:
 
 def test_a_graph_that_cannot_be_built_fails_its_case_only() -> None:
     def build(review: dict[str, Any]) -> TaskGraph:
-        if review["product"] == "toys":
-            raise KeyError("no toys graph")
+        if review["product"] == "kitchen":  # the first case too
+            raise KeyError("no kitchen graph")
         return review_graph()
 
     run = run_dataset(build, REVIEWS, Counting().registry(), ids="id", llm=scripted())
-    assert [c.id for c in run.failed] == ["r4", "r6"]
-    assert run["r4"].errors == ["building its graph raised KeyError: 'no toys graph'"]
-    assert run.last_run is not None and sorted(run.last_run.failed) == ["r4", "r6"]
+    assert [c.id for c in run.failed] == ["r1", "r3"]
+    assert run["r1"].errors == ["building its graph raised KeyError: 'no kitchen graph'"]
+    assert run.last_run is not None and run.last_run.failed == ["r1", "r3"]
+    assert [c.status for c in run if c.id not in ("r1", "r3")] == ["done"] * 4
 
 
 def test_progress_counts_cases_failures_and_calls_in_flight() -> None:

@@ -230,8 +230,9 @@ class DatasetRun:
         if not cases:
             self._write_index()
             return self
-        first = self._graphs.setdefault(cases[0].id, self._open(cases[0]))
-        check_registry(registry, first.required_functions())
+        first = self._first_graph(cases[0])
+        if first is not None:  # every case of a copied graph needs the same functions: say what is missing now
+            check_registry(registry, first.required_functions())
         llm = settings.pop("llm", None) or default_llm(first)
         _check_options(llm, settings)
         if settings.get("cache") is not None:
@@ -270,6 +271,16 @@ class DatasetRun:
             progress.close()
             self._write_index()
         return self
+
+    def _first_graph(self, case: CaseResult) -> TaskGraph | None:
+        """The first case's graph, kept open; None when the user's builder fails on it (its case fails, the others run)."""
+        saved = case.id in self._graphs or (self.folder is not None and self.folder.has_case(case.file))
+        if self._builder is not None and not saved:
+            try:
+                self._graphs[case.id] = self._build(case)
+            except Exception:
+                return None
+        return self._graphs.setdefault(case.id, self._open(case))
 
     async def _run_case(self, case: CaseResult, registry: Registry, settings: dict[str, Any], report: DatasetReport) -> None:
         started = time.perf_counter()
