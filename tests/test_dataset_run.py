@@ -242,6 +242,8 @@ def test_refusals_before_anything_runs(tmp_path: Path) -> None:
         run_dataset(review_graph(), REVIEWS, registry, llm=scripted(), checkpoint=tmp_path / "c.json")
     with pytest.raises(RunOptionsError, match="`max_cases` must be a whole number >= 1"):
         run_dataset(review_graph(), REVIEWS, registry, llm=scripted(), max_cases=0)
+    with pytest.raises(RunOptionsError, match="`max_concurrency` must be a whole number >= 1"):
+        run_dataset(review_graph(), REVIEWS, registry, llm=scripted(), max_concurrency=0)
     assert not counting.done and not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
     run_dataset(review_graph(), REVIEWS, registry, tmp_path / "v1", ids="id", llm=scripted())

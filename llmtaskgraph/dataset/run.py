@@ -221,9 +221,7 @@ class DatasetRun:
         if settings.get("checkpoint") is not None:
             raise RunOptionsError("a dataset run saves each case's trace in its own folder: give run_dataset a `path=` "
                                   "instead of `checkpoint=`")
-        limit = settings.setdefault("max_concurrency", 16)
-        cases_at_once = 2 * limit if max_cases is None else max_cases
-        if isinstance(cases_at_once, bool) or not isinstance(cases_at_once, int) or cases_at_once < 1:
+        if max_cases is not None and (isinstance(max_cases, bool) or not isinstance(max_cases, int) or max_cases < 1):
             raise RunOptionsError(f"`max_cases` must be a whole number >= 1 (cases run at once), got {max_cases!r}")
         cases = list(self.cases.values())
         report = self.last_run = DatasetReport(cases=len(cases))
@@ -235,6 +233,8 @@ class DatasetRun:
             check_registry(registry, first.required_functions())
         llm = settings.pop("llm", None) or default_llm(first)
         _check_options(llm, settings)
+        limit = settings.setdefault("max_concurrency", 16)
+        cases_at_once = 2 * limit if max_cases is None else max_cases
         if settings.get("cache") is not None:
             from ..llm.cache import as_store
 
