@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -151,20 +152,27 @@ class Gauge:
 
     kind = "gauge"
 
-    def __init__(self) -> None:
+    def __init__(self, hold_until: int) -> None:
         self.now = self.most = self.calls = 0
+        self.hold_until = hold_until
+        self.full: asyncio.Event | None = None
 
     async def complete(self, request: dict[str, Any]) -> LLMResponse:
+        self.full = self.full or asyncio.Event()
         self.now += 1
         self.calls += 1
         self.most = max(self.most, self.now)
+        if self.now >= self.hold_until:
+            self.full.set()
+        with contextlib.suppress(asyncio.TimeoutError):  # the first calls wait for the limit to fill, however slow the machine
+            await asyncio.wait_for(self.full.wait(), 10)
         await asyncio.sleep(0.01)
         self.now -= 1
         return LLMResponse(text="Positive", backend="gauge")
 
 
 def test_one_limit_on_llm_calls_in_flight_across_all_cases() -> None:
-    gauge = Gauge()
+    gauge = Gauge(hold_until=3)
     inputs = [{**REVIEWS[0], "text": f"review {i}"} for i in range(24)]
     run = run_dataset(review_graph(), inputs, Counting().registry(), llm=gauge, max_concurrency=3, max_cases=24)
     assert gauge.calls == 24 and gauge.most == 3  # 24 cases at once, never more than 3 calls between them
