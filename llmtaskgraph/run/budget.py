@@ -31,13 +31,13 @@ if TYPE_CHECKING:
     from ..llm.base import LLMBackend
     from .state import RunReport
 
-__all__ = ["Budget", "BudgetStop", "Reservation"]
+__all__ = ["Budget", "Reservation"]
 
 DEFAULT_MAX_TOKENS = 1024
 """``max_tokens`` assumed for a request that names none on a backend that does not say its default."""
 
 
-class BudgetStop(Exception):
+class _BudgetStop(Exception):
     """Raised by :meth:`Budget.reserve` for a call that must not start; the scheduler puts its task back
     to pending, as for any stopped run."""
 
@@ -91,13 +91,13 @@ class Budget:
         return Reservation(bounds[1], tokens)
 
     def reserve(self, path: str, request: dict[str, Any]) -> Reservation | None:
-        """Hold the upper bound of the call of ``path``; raise :class:`BudgetStop` (after recording why) if it
+        """Hold the upper bound of the call of ``path``; raise :class:`_BudgetStop` (after recording why) if it
         could take the run past its budget. None when the run has no budget."""
         if not self.active:
             return None
         report = self.report
         if report.stopped is not None and report.stopped in ("max_cost", "max_tokens_total"):
-            raise BudgetStop(path)  # the budget already said no: calls that were waiting do not start either
+            raise _BudgetStop(path)  # the budget already said no: calls that were waiting do not start either
         held = self.bound(request)
         if isinstance(held, str):
             self._stop("max_cost", f"`{path}` not called: {held}")
@@ -121,7 +121,7 @@ class Budget:
         if report.stopped is None:
             report.stopped = reason
             report.stopped_why = why
-        raise BudgetStop(why)
+        raise _BudgetStop(why)
 
     def release(self, held: Reservation | None) -> None:
         """The call of ``held`` ended: it is no longer in flight (what it cost is counted by :meth:`spend`)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..llm.secrets import redact
 from ..memo.rule import Memo
 from ..model.tasks import Stage, Task, TaskError
-from .budget import BudgetStop
+from .budget import _BudgetStop
 from .stages import _StageError, run_stages
 from .state import RunEvent, RunOptions, RunReport, RunState
 
@@ -246,7 +246,7 @@ class Run:
             rec.finished_at = time.time()
             self._fail(task, exc)
             return
-        except BudgetStop:  # its call would pass the run's budget: it waits, unfinished, for the next run
+        except _BudgetStop:  # its call would pass the run's budget: it waits, unfinished, for the next run
             outcome = "stopped"
         except Exception as exc:  # a fault outside any registry function (a broken cache, say): never hang the run
             rec.finished_at = time.time()
