@@ -96,8 +96,10 @@ def web_search_result(tool_use_id: str, pages: list[tuple[str, str]]) -> Block:
 
 
 def full_usage(input_tokens: int = 10, output_tokens: int = 5, *, cache_read: int = 0, cache_write_5m: int = 0,
-               cache_write_1h: int = 0, web_searches: int | None = None, service_tier: str = "standard") -> dict[str, Any]:
-    """Usage as the API reports it, with the cache split and (when given) server tool counts."""
+               cache_write_1h: int = 0, web_searches: int | None = None, thinking_tokens: int | None = None,
+               service_tier: str = "standard", inference_geo: str | None = None) -> dict[str, Any]:
+    """Usage as the API reports it, with the cache split and (when given) server tool counts, thinking
+    tokens and where the model ran."""
     usage: dict[str, Any] = {
         "input_tokens": input_tokens,
         "cache_creation_input_tokens": cache_write_5m + cache_write_1h,
@@ -108,6 +110,10 @@ def full_usage(input_tokens: int = 10, output_tokens: int = 5, *, cache_read: in
     }
     if web_searches is not None:
         usage["server_tool_use"] = {"web_search_requests": web_searches, "web_fetch_requests": 0}
+    if thinking_tokens is not None:
+        usage["output_tokens_details"] = {"thinking_tokens": thinking_tokens}
+    if inference_geo is not None:
+        usage["inference_geo"] = inference_geo
     return usage
 
 

@@ -131,7 +131,8 @@ FULL_REPLY: dict[str, Any] = {
     "content": every_block_type(),
     "stop_reason": "pause_turn",
     "stop_details": {"type": "server_tool_pause", "explanation": "the search tool ran long"},
-    "usage": full_usage(120, 45, cache_read=300, cache_write_5m=20, cache_write_1h=7, web_searches=1, service_tier="priority"),
+    "usage": full_usage(120, 45, cache_read=300, cache_write_5m=20, cache_write_1h=7, web_searches=1, thinking_tokens=30,
+                        service_tier="priority", inference_geo="us"),
     "container": {"id": "container_01", "expires_at": "2026-05-01T12:00:00.000Z"},
     "context_management": {"applied_edits": []},
 }

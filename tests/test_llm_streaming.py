@@ -29,7 +29,8 @@ HI: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
 REGISTRY: dict[str, Callable[..., Any]] = {"ask": lambda ctx: "tell me", "keep": lambda ctx, text: text}
 FULL: dict[str, Any] = {
     "content": every_block_type(), "stop_reason": "tool_use",
-    "usage": full_usage(50, 60, cache_read=10, cache_write_5m=4, cache_write_1h=2, web_searches=1),
+    "usage": full_usage(50, 60, cache_read=10, cache_write_5m=4, cache_write_1h=2, web_searches=1,
+                        thinking_tokens=17, inference_geo="eu"),
     "container": {"id": "container_01", "expires_at": "2026-05-01T12:00:00Z"},
 }
 

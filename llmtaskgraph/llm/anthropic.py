@@ -316,7 +316,7 @@ class AnthropicLLM:
 
         retries = attempts.retries
         tail = _tail(retries)
-        if isinstance(exc, bounds.WaitRefused):
+        if isinstance(exc, bounds._WaitRefused):
             error_type = _body_field(exc.body, "type") or "error"
             message = _body_field(exc.body, "message") or ""
             return LLMCallError(
@@ -331,7 +331,7 @@ class AnthropicLLM:
                 secrets.redact(f"{exc.status_code} {error_type}: {message}{tail}{_rid(request_id)}"),
                 status=exc.status_code, error_type=error_type, retries=retries, request_id=request_id,
             )
-        if isinstance(exc, (anthropic.APITimeoutError, bounds.AttemptTimeout)):
+        if isinstance(exc, (anthropic.APITimeoutError, bounds._AttemptTimeout)):
             return LLMCallError(
                 f"timeout: no reply within {self.timeout:g} s{tail}; raise `timeout=` on AnthropicLLM for long replies",
                 error_type="timeout", retries=retries,

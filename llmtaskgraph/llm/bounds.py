@@ -8,10 +8,12 @@ attempt inside its retry loop, adds the missing bounds without a second retry lo
 - each attempt must have its answer (the whole body, or a stream's headers) within ``timeout``
   seconds, or it is retried like any timeout;
 - a ``retry-after`` longer than ``max_retry_wait``, or than the time left before the call's
-  deadline, fails the call at once rather than sleeping (:class:`WaitRefused`);
+  deadline, fails the call at once rather than sleeping (:class:`_WaitRefused`);
 - it counts the attempts and keeps the last ``request-id``, so the trace can say what a reply cost.
 
-The call's overall deadline itself is kept by :class:`~llmtaskgraph.llm.anthropic.AnthropicLLM`.
+The call's overall deadline itself is kept by :class:`~llmtaskgraph.llm.anthropic.AnthropicLLM`, which
+also turns this module's two private exceptions into :class:`~llmtaskgraph.errors.LLMCallError`: they
+never reach a caller.
 Which call an attempt belongs to travels in a context variable: every asyncio task has its own
 context, so concurrent calls never share a counter.
 """
@@ -60,7 +62,7 @@ current: ContextVar[CallState | None] = ContextVar("llmtaskgraph_anthropic_call"
 """Set around each SDK request so the client-wide middleware knows which call it serves."""
 
 
-class AttemptTimeout(Exception):
+class _AttemptTimeout(Exception):
     """An attempt had no answer within ``timeout``. Raised through the SDK's ``RetryableError``
     (see :func:`_retryable`), so the SDK retries it like its own timeouts."""
 
@@ -69,7 +71,7 @@ class AttemptTimeout(Exception):
         super().__init__(f"no answer within {timeout} s")
 
 
-class WaitRefused(Exception):
+class _WaitRefused(Exception):
     """The server asked for a wait longer than the call may spend; the call fails without retrying."""
 
     def __init__(self, status: int, body: Any, wait: float, limit: str, request_id: str | None) -> None:
@@ -88,13 +90,13 @@ _RETRYABLE: type[Exception] | None = None
 
 
 def _retryable(timeout: float) -> Exception:
-    """An :class:`AttemptTimeout` that is also the SDK's ``RetryableError`` (built on first use, so
+    """An :class:`_AttemptTimeout` that is also the SDK's ``RetryableError`` (built on first use, so
     this module imports without the SDK)."""
     global _RETRYABLE
     if _RETRYABLE is None:
         from anthropic import RetryableError
 
-        _RETRYABLE = type("AttemptTimedOut", (AttemptTimeout, RetryableError), {})
+        _RETRYABLE = type("_AttemptTimedOut", (_AttemptTimeout, RetryableError), {})
     return _RETRYABLE(timeout)
 
 
@@ -126,7 +128,7 @@ async def bound_attempts(request: APIRequest, call_next: AsyncCallNext) -> Async
         body = http.json()
     except ValueError:
         body = None
-    raise WaitRefused(http.status_code, body, wait, limit, state.request_id)
+    raise _WaitRefused(http.status_code, body, wait, limit, state.request_id)
 
 
 def sdk_retries(status: int, headers: Mapping[str, str]) -> bool:
