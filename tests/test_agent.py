@@ -233,6 +233,9 @@ def test_changing_the_tools_starts_the_loop_again():
         return a + b + c
 
     llm = ScriptedLLM(Scripted(), whole_request=True, name="s")
+    plan = graph.plan(registry(add=add), llm=llm)
+    assert plan.will_run == ["agent"] and plan.reasons["agent"] == ["tools or settings changed: the loop starts again"]
+    assert plan.llm_calls == 10 and plan.llm_calls_certain == 1
     graph.run(registry(add=add), llm=llm, progress=False)
     assert llm.calls == 3
 
@@ -330,3 +333,63 @@ def test_a_paused_turn_is_sent_back_for_the_model_to_continue():
     assert graph.run(registry(), llm=ScriptedLLM(reply, whole_request=True, name="pause"), progress=False) == "FOUND IT"
     assert list(agent.subgraph.tasks) == ["turn1", "turn2"]
     assert requests[1]["messages"][-1] == {"role": "assistant", "content": graph.find("agent > turn1").response["content"]}
+
+
+# -- plan and run agree on agents, whatever the loop and the edit ------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def scripted_model(plan: list[int]) -> Any:
+    """Turn k asks for ``plan[k]`` tool calls (0: answers); answers depend on every tool result so far."""
+
+    def reply(request: dict[str, Any]) -> dict[str, Any]:
+        turn = sum(m["role"] == "assistant" for m in request["messages"])
+        seen = [b["content"] for m in request["messages"] if m["role"] == "user" and isinstance(m["content"], list)
+                for b in m["content"]]
+        calls = plan[turn] if turn < len(plan) else 0
+        if calls:
+            return {"content": [thinking(f"t{turn}"), *(
+                tool_use("add" if i % 2 else "mul", {"a": turn + i, "b": len(seen)}, id=f"toolu_{turn}_{i}")
+                for i in range(calls))]}
+        return {"content": [text(f"answer {seen}")]}
+
+    return reply
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(turns=st.lists(st.integers(0, 3), min_size=1, max_size=4), max_turns=st.integers(1, 5),
+       edit=st.sampled_from(["tool", "reply", "invalidate", "code", "none"]), pick=st.integers(0, 100))
+def test_the_plan_of_an_agent_covers_what_the_run_does_and_a_second_run_does_nothing(turns, max_turns, edit, pick):
+    graph, agent = agent_graph(max_turns=max_turns)
+    reg = registry()
+    llm = ScriptedLLM(scripted_model(turns), whole_request=True, name="prop")
+    graph.run(reg, llm=llm, progress=False)
+    sub = agent.subgraph.tasks
+    tools = [t for t in sub.values() if isinstance(t, ToolCallTask)]
+    turn_tasks = [t for t in sub.values() if isinstance(t, TurnTask)]
+    assert len(turn_tasks) == min(max_turns, len([n for n in turns if n]) + 1) or turns[len(turn_tasks) - 1] == 0
+    if edit == "tool" and tools:
+        tools[pick % len(tools)].edit(output=pick)
+    elif edit == "reply":
+        turn = turn_tasks[pick % len(turn_tasks)]
+        turn.edit(response=f"edited {pick}")
+    elif edit == "invalidate":
+        graph.invalidate(turn_tasks[pick % len(turn_tasks)])
+    elif edit == "code" and tools:
+        reg["add"] = lambda ctx, a, b: a + b + 1
+    plan = graph.plan(reg, llm=llm)
+    before = llm.calls
+    graph.run(reg, llm=llm, progress=False)
+    afresh = [w for w in plan.will_run if any("loop" in r for r in plan.reasons[w])]  # its tasks are new ones
+    assert all(p in plan.will_run or any(p.startswith(f"{w} > ") for w in afresh) for p in graph.last_run.executed), (
+        plan.will_run, graph.last_run.executed)
+    assert llm.calls - before <= plan.llm_calls
+    if edit in ("none",) or (edit in ("tool", "code") and not tools):
+        assert plan.will_run == [] and graph.last_run.executed == []
+    again = graph.plan(reg, llm=llm)
+    calls = llm.calls
+    graph.run(reg, llm=llm, progress=False)
+    assert again.will_run == [] and graph.last_run.executed == [] and llm.calls == calls
+    loaded = TaskGraph.from_json(json.loads(json.dumps(graph.to_json())))
+    assert loaded.plan(reg, llm=llm).will_run == []

@@ -105,15 +105,20 @@ class AgentTask(TaskGraphTask):
     def _spec(self) -> tuple[Any, ...]:
         return (*super()._spec(), self.tools, self.max_turns, self.tool_errors, self.params, self.output_schema)
 
-    def prepare(self, registry: Mapping[str, Any]) -> None:
-        """Before the sub-graph runs: the first turn, with the tools' current schemas in its request."""
+    def first_turn(self, registry: Mapping[str, Any]) -> TurnTask:
+        """The first turn as the registry's tools make it now (their schemas are in its request)."""
         from ..llm.schema import tool_definition
 
         definitions = [tool_definition(t, lookup(registry, n)) for t, n in zip(self.tools, self.tool_names(), strict=True)]
-        first = TurnTask(
-            FIRST_TURN, self.parser_name, params={**self.params, "tools": [*self.params.get("tools", []), *definitions]}, output_schema=self.output_schema,
-            turn=1, max_turns=self.max_turns, tools=self.tool_names(), tool_errors=self.tool_errors, id="turn1",
+        return TurnTask(
+            FIRST_TURN, self.parser_name, params={**self.params, "tools": [*self.params.get("tools", []), *definitions]},
+            output_schema=self.output_schema, turn=1, max_turns=self.max_turns, tools=self.tool_names(),
+            tool_errors=self.tool_errors, id="turn1",
         )
+
+    def prepare(self, registry: Mapping[str, Any]) -> None:
+        """Before the sub-graph runs: the first turn, with the tools' current schemas in its request."""
+        first = self.first_turn(registry)
         sub = self.subgraph
         old = sub.tasks.get("turn1")
         if old is not None and old.spec_equals(first):
@@ -125,9 +130,15 @@ class AgentTask(TaskGraphTask):
             sub._output_id = None
         sub.add_task(first)
 
-    def unplanned_calls(self) -> tuple[int, int]:
-        """An agent with no turns yet will make 1 to ``max_turns`` calls."""
-        return (0, 0) if "turn1" in self.subgraph.tasks else (1, self.max_turns)
+    def starts_afresh(self, registry: Any) -> tuple[str, int, int] | None:
+        """An agent with no turns yet, or whose first turn would differ (other tools, tool schemas or settings),
+        will run a new loop of 1 to ``max_turns`` calls."""
+        old = self.subgraph.tasks.get("turn1")
+        if old is None:
+            return "its loop has not run yet", 1, self.max_turns
+        if registry is not None and not old.spec_equals(self.first_turn(registry)):
+            return "tools or settings changed: the loop starts again", 1, self.max_turns
+        return None
 
     def result_task(self) -> Task | None:
         """The last turn of the loop as it stands (``turn1``, then each turn's follow-up)."""

@@ -445,9 +445,10 @@ class TaskGraphTask(Task):
     def prepare(self, registry: Any) -> None:
         """Called before the sub-graph runs (an agent adds its first turn here); a plain sub-graph needs nothing."""
 
-    def unplanned_calls(self) -> tuple[int, int]:
-        """The fewest and most LLM calls its sub-graph will make beyond the tasks it holds now (for ``plan``)."""
-        return 0, 0
+    def starts_afresh(self, registry: Any) -> tuple[str, int, int] | None:
+        """For ``plan``: whether the next run replaces the sub-graph's tasks with new ones (an agent with no turns
+        yet, or whose tools changed), as (why, fewest, most LLM calls it will make); None when it keeps them."""
+        return None
 
     def result_task(self) -> Task | None:
         """The sub-graph task whose output is this task's output."""

@@ -124,7 +124,7 @@ def make_plan(graph: TaskGraph, registry: Registry | None, options: RunSettings)
 
         cache = as_store(run_options.cache)
     resampled: Collection[Task] = graph.llm_tasks(None if resample is True else resample) if resample else ()
-    planner = _Planner(plan, versions, run_options.llm.kind, cache, resampled)
+    planner = _Planner(plan, versions, run_options.llm.kind, cache, resampled, registry)
     planner.graph(graph, "", True)
     from .state import RunReport
 
@@ -149,14 +149,16 @@ def stale_paths(graph: TaskGraph) -> set[str]:
     the LLM backend each task was last called with.
     """
     plan = Plan()
-    _Planner(plan, _no_versions, None, None, ()).graph(graph, "", True)
+    _Planner(plan, _no_versions, None, None, (), None).graph(graph, "", True)
     return set(plan.will_run)
 
 
 class _Planner:
     def __init__(self, plan: Plan, versions: Callable[[str], str | None], llm_kind: str | None,
-                 cache: ResponseStore | None, resampled: Collection[Task]) -> None:
+                 cache: ResponseStore | None, resampled: Collection[Task], registry: Registry | None) -> None:
         self.plan = plan
+        self.registry = registry
+        """The registry, when given: an agent's first turn depends on its tools' schemas."""
         self.versions = versions
         self.llm_kind = llm_kind
         self.cache = cache
@@ -182,6 +184,19 @@ class _Planner:
             if isinstance(task, TaskGraphTask):
                 assert stage is not None
                 input_runs = stage.name == "input"
+                try:
+                    afresh = task.starts_afresh(self.registry)
+                except Exception:  # e.g. a tool whose signature cannot be read: the run will say so
+                    afresh = None
+                if afresh is not None:  # its tasks will be replaced: plan the new ones as calls, not as tasks
+                    why, least, most = afresh
+                    plan.will_run.append(path)
+                    plan.reasons[path] = [*(reasons if input_runs else []), why]
+                    plan.llm_calls += most
+                    plan.llm_calls_certain += least
+                    self.calls += [PlannedCall(path, task, exact=False)] * most
+                    changing.add(tid)
+                    continue
                 at = len(plan.will_run)
                 # its own input stage decides its sub-graph's input: known unless that stage runs
                 inner = self.graph(task.subgraph, path + PATH_SEP, not input_runs)
@@ -190,10 +205,6 @@ class _Planner:
                     continue
                 plan.will_run.insert(at, path)
                 plan.reasons[path] = reasons if input_runs else ["tasks inside it run"]
-                least, most = task.unplanned_calls()  # an agent that has no turns yet
-                plan.llm_calls += most
-                plan.llm_calls_certain += least
-                self.calls += [PlannedCall(path, task, exact=False)] * most
                 result = task.result_task()
                 if result is not None and result.id in inner:  # else its output stays what it is
                     changing.add(tid)
