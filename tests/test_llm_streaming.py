@@ -187,6 +187,7 @@ def test_a_status_error_before_the_stream_begins_is_the_sdks_to_retry(fake_api: 
     assert response.text == "echo: hi" and response.retries == 1 and fake_api.count == 2
 
 
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings:UserWarning")  # the SDK's, on reading NaN as a model name
 def test_an_unstorable_value_in_a_stream_is_refused_not_turned_into_null(fake_api: FakeMessagesAPI, make_llm: MakeLLM) -> None:
     fake_api.reply = lambda body: {"content": [{"type": "text", "text": "x"}], "model": float("nan")}
     with pytest.raises(LLMCallError) as info:
