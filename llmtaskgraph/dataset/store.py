@@ -27,9 +27,10 @@ import re
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetError, InvalidTraceError
+from ..files import write_json_atomically
 from ..fingerprint import json_problem
 from ..model.tasks import TaskGraphTask
 
@@ -174,17 +175,6 @@ def summarize(case: CaseResult, graph: TaskGraph, report: RunReport | None = Non
         case.seconds = seconds
 
 
-class _Document:
-    """A JSON document in the shape :func:`llmtaskgraph.trace.serialization.save` writes (``to_json()``),
-    so the index goes through the library's one atomic writer rather than a second copy of it."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
-
-    def to_json(self) -> dict[str, Any]:
-        return self.data
-
-
 class DatasetFolder:
     """The files of one dataset run (see the module docstring)."""
 
@@ -217,9 +207,8 @@ class DatasetFolder:
         problem = json_problem(data, "index")
         if problem is not None:  # an output is checked when stored, so this is a bug: say where
             raise DatasetError(f"the dataset index cannot be saved: `{problem[0]}` {problem[1]}")
-        from ..trace.serialization import save
 
-        save(cast("TaskGraph", _Document(data)), self.index_path)
+        write_json_atomically(self.index_path, data)
 
     def read_index(self) -> tuple[list[CaseResult], float]:
         """The cases in the index and when the run was created; a :class:`DatasetError` names what is wrong."""

@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import RunOptionsError
+from ..files import write_json_atomically
 from ..fingerprint import check_json, digest, json_problem
 
 FORMAT = "llmtaskgraph-cache/1"
@@ -101,14 +101,7 @@ class ResponseCache:
         entry = {"format": FORMAT, "key": key, "stored_at": time.time(), "request": request, "response": response}
         check_json(entry, f"the response cache entry for `{key}`", "entry")
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}-", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, ensure_ascii=False, allow_nan=False)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomically(target, entry)
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None

@@ -18,8 +18,6 @@ from __future__ import annotations
 import gc
 import graphlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from math import isfinite
@@ -29,6 +27,7 @@ from sys import intern
 from typing import TYPE_CHECKING, Any
 
 from ..errors import GraphValidationError, InvalidTraceError
+from ..files import write_json_atomically
 from ..fingerprint import _MAX_INT_BITS, _bad_text, _find_problem, _plainly_fine
 from ..model.agent import TOOL_ERRORS, AgentTask, ToolCallTask, TurnTask
 from ..model.tasks import (
@@ -116,31 +115,9 @@ def _task_to_json(task: Task) -> dict[str, Any]:
     return out
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it; done once, at import
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
-"""The mode ``open(path, "w")`` would give a new file."""
-
-
 def save(graph: TaskGraph, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, flushed to disk, then renamed over ``path``."""
-    text = json.dumps(graph.to_json(), ensure_ascii=False, allow_nan=False)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 would make every saved trace private to its writer
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the trace atomically (see :mod:`llmtaskgraph.files`)."""
+    write_json_atomically(path, graph.to_json())
 
 
 # -- reading ----------------------------------------------------------------------------------------
