@@ -269,15 +269,7 @@ def _v2_plan(ctx, words):
     return len(words)
 
 
-V2_REGISTRY = {
-    "words": lambda ctx: ctx.graph_input["words"],
-    "fmt": lambda ctx, ws: f"Give a rhyme for {ws[0]}.",
-    "parse": lambda ctx, text: text.strip(),
-    "plan": _v2_plan,
-    "shout": lambda ctx, word: word.upper(),
-    "to_sub": lambda ctx, n: {"n": n},
-    "double": lambda ctx: ctx.graph_input["n"] * 2,
-}
+V2_REGISTRY = {**V1_REGISTRY, "words": lambda ctx: ctx.graph_input["words"], "plan": _v2_plan}
 """The registry ``tests/fixtures/trace_v2.json`` was run with (``fixtures/make_trace_v2.py``)."""
 
 
