@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import LLMCallError, RunOptionsError
 from ..fingerprint import digest
+from .anthropic import reply_from_message
 from .base import LLMResponse
 
 if TYPE_CHECKING:
@@ -310,8 +311,13 @@ class AnthropicBatchLLM:
                                "it anew", error_type="expired")
         if kind != "succeeded" or not isinstance(result.get("message"), dict):
             raise LLMCallError(f"unexpected result type {kind!r} ({where})", error_type="malformed_reply")
-        return message_response(result["message"], backend="anthropic-batch", latency=time.time() - entry["submitted_at"],
-                                batch={"id": batch_id, "custom_id": call.custom_id})
+        try:
+            response = reply_from_message(result["message"], backend="anthropic-batch",
+                                          latency=time.time() - entry["submitted_at"])
+        except ValueError as exc:
+            raise LLMCallError(f"malformed result: {exc} ({where})", error_type="malformed_reply") from None
+        response.extra["batch"] = {"id": batch_id, "custom_id": call.custom_id}
+        return response
 
     # -- managing batches -----------------------------------------------------------------------------
     async def cancel(self, batch_id: str) -> str:
@@ -324,23 +330,3 @@ class AnthropicBatchLLM:
 class _NoAttempts:
     retries = 0
     request_id: str | None = None
-
-
-_MESSAGE_FIELDS = ("id", "type", "role", "model", "content", "stop_reason", "stop_sequence", "stop_details", "usage")
-
-
-def message_response(message: dict[str, Any], *, backend: str, latency: float | None = None,
-                     batch: dict[str, Any] | None = None) -> LLMResponse:
-    """A Messages API message (as JSON) as the reply the trace stores, every field kept."""
-    content = message.get("content") or []
-    text = "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
-    extra = {k: v for k, v in message.items() if k not in _MESSAGE_FIELDS and v is not None}
-    if batch is not None:
-        extra["batch"] = batch
-    usage = message.get("usage")
-    return LLMResponse(
-        text=text, model=message.get("model"), stop_reason=message.get("stop_reason"),
-        usage={k: v for k, v in usage.items() if v is not None} if isinstance(usage, dict) else {},
-        latency=latency, backend=backend, content=content, id=message.get("id"),
-        stop_sequence=message.get("stop_sequence"), stop_details=message.get("stop_details"), extra=extra,
-    )
