@@ -330,6 +330,11 @@ def test_a_running_task_is_painted_running_while_it_runs_without_a_new_layout():
     assert any(seen.get("plan") == "running" for seen in waiting.seen)
     assert editor.view.statuses == {path: "done" for path, _ in iter_tasks(graph)}  # the run's end paints all
     assert len(layouts) == 1  # one new layout for the 3 tasks `spawn` added; none for status changes
+    editor.select("subgraph > double")
+    editor.fields["output"].value = "10"
+    editor.apply_button.click()  # an edit changes colours and borders, not the layout
+    editor.replay_button.click()
+    assert len(layouts) == 1 and "edited" in editor.view.marks.values()
 
 
 def test_a_streaming_reply_shows_its_text_as_it_arrives_and_unknown_events_are_harmless():

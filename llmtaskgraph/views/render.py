@@ -205,8 +205,12 @@ class _DotWriter:
                 tip += f"\n{rec.error.type}: {rec.error.message}"
             elif task.is_complete:
                 tip += "\n" + as_text(rec.output)
+        if self.live:  # the view colours nodes and draws their borders itself: the layout stays as it is
+            colour = "#ffffff"
         spec = NodeSpec(nid, lines, colour, shorten(tip, 300), dom_id=f"task:{path}", dashed=task.created_by is not None)
-        if rec.status == "failed":
+        if self.live:
+            pass
+        elif rec.status == "failed":
             spec.stroke, spec.penwidth = FAILED_BORDER, 2
         elif is_edited(task):
             spec.stroke, spec.penwidth = EDITED_BORDER, 2
