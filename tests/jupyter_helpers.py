@@ -138,6 +138,11 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 def open_and_run_all(page: Any, url: str) -> None:
     """Open a notebook in JupyterLab and run every cell from the Run menu, as a person would."""
     page.goto(url)
+    run_all(page)
+
+
+def run_all(page: Any) -> None:
+    """Run every cell of the notebook open in ``page`` from the Run menu, once its kernel is idle."""
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=120_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
     page.click(".jp-NotebookPanel .jp-Cell .jp-InputPrompt >> nth=0")  # the notebook is the current widget
