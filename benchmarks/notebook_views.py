@@ -168,7 +168,7 @@ def measure_live() -> None:
             events2 = json.loads((root / "events-bar.json").read_text())
             done_counts = []
             finished = 0
-            for kind, path, when in events2:
+            for kind, _path, when in events2:
                 if kind == "task_finished":
                     finished += 1
                     done_counts.append(["task_finished", f"{finished}/4 tasks done", when])
