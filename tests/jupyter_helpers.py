@@ -160,6 +160,7 @@ def switch_theme(page: Any, theme: str) -> None:
     page.click(f".lm-Menu-itemLabel:text-is('{theme}')")
     light = "false" if "Dark" in theme else "true"
     page.wait_for_selector(f"body[data-jp-theme-light='{light}']", state="attached", timeout=60_000)
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
 
 
 CONTRAST_JS = """

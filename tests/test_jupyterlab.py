@@ -12,6 +12,7 @@ temporary folder. Chromium is Debian's; Playwright only drives it and never down
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from jupyter_helpers import (
     CONTRAST_JS,
     jupyterlab,
     open_and_run_all,
+    run_all,
     switch_theme,
     write_notebook,
 )
@@ -226,6 +228,107 @@ def test_a_running_task_changes_colour_in_place_while_the_kernel_stays_free(lab:
     finally:
         page.close()
         flag.unlink(missing_ok=True)
+
+
+FAN_OUT = """\
+from llmtaskgraph import PythonTask, TaskGraph
+
+def fan(ctx):
+    for i in range(20):
+        ctx.add_task(PythonTask("leaf", key=f"a fairly long child name {i}"))
+
+wide = TaskGraph()
+wide.add_task(PythonTask("fan", id="fan"))
+wide.run({"fan": fan, "leaf": lambda ctx: 1}, progress=False)
+wide"""
+
+ALL_CELLS_RAN = ("() => { const p = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];"
+                 " return p.length > 0 && p.every((e) => /\\[\\d+\\]/.test(e.textContent)); }")
+CHECK_TUTORIAL_JS = """
+() => {
+  const panel = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  const cells = [...panel.querySelectorAll('.ltg-root .ltg-table td, .ltg-root .ltg-table th')];
+  const drawings = [...panel.querySelectorAll('.jp-OutputArea-output .ltg-graph svg')].map((svg) => {
+    const box = svg.viewBox.baseVal;
+    const out = svg.closest('.jp-OutputArea-output');
+    return {width: svg.getBoundingClientRect().width, cell: out.clientWidth, natural: box.width * 4 / 3,
+            canvas: svg.closest('.ltg-canvas').getBoundingClientRect().width,
+            scrolls: svg.closest('.ltg-canvas').scrollWidth > svg.closest('.ltg-canvas').clientWidth};
+  });
+  return {
+    cells: cells.length,
+    notLeft: cells.filter((c) => getComputedStyle(c).textAlign !== 'left').length,
+    drawings,
+    tracebacks: [...panel.querySelectorAll('pre.ltg-traceback')].map((p) => getComputedStyle(p).whiteSpace),
+    errors: panel.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').length,
+  };
+}
+"""
+
+
+@pytest.mark.timeout(400)
+def test_every_tutorial_looks_right_in_jupyterlab_light_and_dark(lab: str, lab_root: Path, browser: Any,
+                                                               tmp_path: Path) -> None:
+    names = sorted(p.name for p in (ROOT / "notebooks").glob("0*.ipynb") if not p.name.startswith("02_"))
+    assert {"01_first_graph.ipynb", "03_dynamic_graphs.ipynb", "04_debugging.ipynb"} <= set(names)
+    for name in names:
+        notebook = json.loads((ROOT / "notebooks" / name).read_text())
+        if name.startswith("03_"):  # plus a wide fan-out, which must not shrink to unreadable labels
+            notebook["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                                      "source": [FAN_OUT]})
+        (lab_root / name).write_text(json.dumps(notebook))
+        if (ROOT / "notebooks" / "data").is_dir() and not (lab_root / "data").exists():
+            shutil.copytree(ROOT / "notebooks" / "data", lab_root / "data")
+    found: dict[str, Any] = {}
+    for name in names:
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        try:
+            page.goto(lab.format(notebook=name))
+            page.wait_for_selector(".jp-NotebookPanel", timeout=WAIT)
+            ensure_theme(page, "JupyterLab Light")
+            run_all(page)
+            page.wait_for_function(ALL_CELLS_RAN, timeout=WAIT)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=WAIT)
+            found[name] = page.evaluate(CHECK_TUTORIAL_JS)
+            page.screenshot(path=str(tmp_path / f"{name}-light.png"), full_page=True)
+            if name == "04_debugging.ipynb":
+                kept = page
+        except Exception:
+            page.screenshot(path=str(tmp_path / f"{name}-failed.png"), full_page=True)
+            raise
+        finally:
+            if name != "04_debugging.ipynb":  # (kept open: its failed task's card is checked in the dark theme)
+                page.close()
+    page = kept
+    try:
+        for name, seen in found.items():
+            assert seen["errors"] == 0, name
+            assert seen["cells"] == 0 or seen["notLeft"] == 0, (name, seen)
+            for drawing in seen["drawings"]:
+                assert drawing["canvas"] <= drawing["cell"] + 1, (name, drawing)  # never wider than the cell
+                assert drawing["width"] <= drawing["cell"] + 1 or drawing["scrolls"], (name, drawing)
+                # fits the cell down to 70% of its natural size (10 pt labels above 9 px), then scrolls
+                assert drawing["width"] >= min(drawing["natural"], drawing["cell"]) * 0.69 - 1, (name, drawing)
+        assert any(seen["cells"] for seen in found.values())
+        assert found["04_debugging.ipynb"]["tracebacks"] and set(found["04_debugging.ipynb"]["tracebacks"]) == {"pre"}
+        wide = found["03_dynamic_graphs.ipynb"]["drawings"][-1]
+        assert wide["natural"] > wide["cell"] and wide["scrolls"]  # the fan-out scrolls instead of shrinking
+
+        ensure_theme(page, "JupyterLab Dark")
+        texts = page.eval_on_selector_all(
+            ".jp-NotebookPanel:not(.lm-mod-hidden) :is(.ltg-root pre, .ltg-root th, .ltg-root td, .ltg-note)",
+            f"els => els.slice(0, 60).map({CONTRAST_JS.strip()})")
+        page.locator(".ltg-task").last.scroll_into_view_if_needed()  # the failed task's card, traceback closed
+        page.screenshot(path=str(tmp_path / "04_debugging.ipynb-dark.png"), full_page=True)
+        assert texts and min(t["ratio"] for t in texts) >= 4.5, [t for t in texts if t["ratio"] < 4.5]
+    finally:
+        page.close()
+
+
+def ensure_theme(page: Any, theme: str) -> None:
+    light = page.get_attribute("body", "data-jp-theme-light")
+    if (light == "true") != ("Light" in theme):
+        switch_theme(page, theme)
 
 
 def test_binder_pins_the_jupyterlab_these_tests_run_against() -> None:
