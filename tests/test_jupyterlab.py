@@ -213,7 +213,16 @@ def test_a_running_task_changes_colour_in_place_while_the_kernel_stays_free(lab:
         assert not page.is_disabled(".ltg-editor button.ltg-stop")
         page.wait_for_function("() => document.querySelector('.ltg-editor .ltg-status').innerText"
                                ".startsWith('running: 0/2 tasks done')", timeout=WAIT)
+        # hovering says what the task is doing; the zoom buttons scale the drawing
+        page.hover('.ltg-editor .ltg-view g[id="task:first"]')
+        page.wait_for_selector(".ltg-editor .ltg-gv-tip:not([hidden])", timeout=WAIT)
+        assert page.inner_text(".ltg-editor .ltg-gv-tip").startswith("first\nrunning\npython: slow")
         page.screenshot(path=str(tmp_path / "running.png"))
+        width = float(page.get_attribute(".ltg-editor .ltg-view svg", "width") or 0)
+        page.click(".ltg-editor .ltg-gv-zoom-in")
+        assert float(page.get_attribute(".ltg-editor .ltg-view svg", "width") or 0) == pytest.approx(width * 1.25)
+        page.click(".ltg-editor .ltg-gv-fit")
+        assert float(page.get_attribute(".ltg-editor .ltg-view svg", "width") or 0) == pytest.approx(width)
         flag.write_text("go")
         wait_fill(page, "second", STATUS_COLOURS["done"])
         assert fill(page, "first") == STATUS_COLOURS["done"]

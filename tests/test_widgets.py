@@ -84,6 +84,8 @@ def test_apply_an_output_edit_then_replay_reruns_exactly_the_descendants():
     assert ("Replay will run 5 task(s): `spawn`, `subgraph`, `subgraph &gt; double`, `subgraph &gt; inc`, `report`"
             in editor.message.value)
     assert "4 done, 5 stale" in editor.status.value
+    editor.select("report")  # its card says how the editor shows it, and what the last run left
+    assert ">stale</span> <span class=\"ltg-note\">(last run: done)</span>" in editor.detail.value
     # the view shows the stale tasks at once, and the edited one, without a new layout
     assert editor.view.statuses["spawn"] == "stale" and editor.view.statuses["plan"] == "done"
     assert editor.view.marks == {"plan": "edited"} and editor.view.svg == svg_before

@@ -92,8 +92,11 @@ def prompt_text(prompt: Any) -> str:
     return as_text(prompt)
 
 
-def task_html(task: Task, limits: Limits | None = None) -> str:
-    """A card with everything known about one task: prompt, reply, output, error, tokens, time."""
+def task_html(task: Task, limits: Limits | None = None, shown_status: str | None = None) -> str:
+    """A card with everything known about one task: prompt, reply, output, error, tokens, time.
+
+    ``shown_status`` is the status a view shows for it (``stale`` for a done task an edit left to
+    run again); the card's badge says it, with the stored one beside it."""
     limit = (limits or Limits()).max_chars
     rec = task.record
     e = html.escape
@@ -139,5 +142,7 @@ def task_html(task: Task, limits: Limits | None = None) -> str:
     if rec.started_at is not None and rec.finished_at is not None:  # (not rec.duration: it may not fit a float)
         rows.append(_row("time", _seconds(span_seconds(rec.started_at, rec.finished_at))))
     title = e(task.label) + (f" <code>{e(str(task.id))}</code>" if task.name and task.name != task.id else "")
-    return (f'{STYLE}<div class="ltg ltg-root ltg-task"><b>{title}</b> {badge(rec.status)}'
+    shown = badge(rec.status) if shown_status in (None, rec.status) else \
+        f'{badge(shown_status)} <span class="ltg-note">(last run: {e(rec.status)})</span>'
+    return (f'{STYLE}<div class="ltg ltg-root ltg-task"><b>{title}</b> {shown}'
             f'<table class="ltg-table">{"".join(rows)}</table></div>')

@@ -171,8 +171,8 @@ class GraphView(anywidget.AnyWidget):
         lines = [path, status if status == rec.status else f"{status} (last run: {rec.status})", kind_text(task)]
         if rec.started_at is not None and rec.finished_at is not None:
             lines.append(f"took {seconds_text(span_seconds(rec.started_at, rec.finished_at), 2)} s")
-        elif rec.status == "running" and rec.started_at is not None:
-            lines.append("running")
+        elif rec.status == "running" and isinstance(rec.started_at, (int, float)):
+            lines.append("started at " + time.strftime("%H:%M:%S", time.localtime(rec.started_at)))
         if task.created_by:
             lines.append(f"added by {task.created_by}")
         if self.plan is not None and path in self.plan.reasons:

@@ -151,8 +151,8 @@ class GraphEditor:
             self.picker.value = current
         elif paths and not self.picker.value:
             self.picker.value = paths[0]
-        self._load_fields()
         self.view.refresh()
+        self._load_fields()
         self.status.value = html.escape(self._summary(statuses))
 
     def _statuses(self) -> dict[str, str]:
@@ -228,7 +228,8 @@ class GraphEditor:
             if not self.fields[name].disabled:
                 self.fields[name].value = text
         self._loaded = path
-        self.detail.value = "" if task is None else task_html(task, self.limits)
+        status = self.view.statuses.get(path or "") if self.view.plan is None else None
+        self.detail.value = "" if task is None else task_html(task, self.limits, status)
 
     # -- actions ----------------------------------------------------------------------------------
     def _say(self, text: str, error: bool = False, pre: bool = True) -> None:
