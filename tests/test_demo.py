@@ -38,5 +38,5 @@ def test_demo_module_runs_as_a_script(tmp_path):
         [sys.executable, "-m", "llmtaskgraph.demo", "--trace", str(tmp_path / "t.json")],
         capture_output=True, text=True, env=env_free, check=True,
     )
-    assert "no ANTHROPIC_API_KEY set" in result.stderr
+    assert "no ANTHROPIC_API_KEY set" in result.stdout  # one line of ordinary output
     assert (tmp_path / "t.json").exists()
