@@ -15,6 +15,7 @@
     ├── TaskGraphError                          a run finished with failed tasks; lists them all
     ├── SubgraphFailed                          (recorded on a TaskGraphTask) tasks inside its sub-graph failed
     ├── DatasetError (also ValueError)          dataset inputs, a dataset folder or a score that cannot be used
+    ├── DrawingError (also RuntimeError)        graphviz's `dot` is missing, failed, or ran out of its time budget
     └── CLIError                                (in llmtaskgraph.cli) a bad file or argument on the command line; exit 2
 
 Messages name task ids and fields in backticks and say what to do next.
@@ -144,3 +145,8 @@ class DatasetError(LLMTaskGraphError, ValueError):
     """A dataset run cannot go on as asked: an inputs file that cannot be read (names the line), case ids
     that are not unique, a folder that holds no dataset run, a saved case of another graph, or a score
     function that returned no number; raised before anything runs wherever it can be."""
+
+
+class DrawingError(LLMTaskGraphError, RuntimeError):
+    """Graphviz's ``dot`` could not draw: not installed, failed, or killed when its time budget ran out.
+    Notebook views never raise it (they fall back to a table or a simpler layout); ``to_svg`` does."""

@@ -21,7 +21,8 @@ import pytest
 from jupyter_helpers import planner_graph
 
 from llmtaskgraph import PythonTask, TaskGraph
-from llmtaskgraph.views.dot import DotTimeout, run_dot
+from llmtaskgraph.errors import DrawingError
+from llmtaskgraph.views.dot import run_dot
 from llmtaskgraph.views.layout import layered_svg
 from llmtaskgraph.views.render import MIN_SCALE, STATUS_COLOURS, Limits, drawing, graph_html, sized_svg
 
@@ -129,8 +130,8 @@ def test_a_report_stopped_with_sigterm_leaves_no_dot_running(slow_dot: Path, tmp
     assert gone(pid), "the report left `dot` running"
 
 
-def test_run_dot_raises_dot_timeout_and_reaps_the_process(slow_dot: Path):
-    with pytest.raises(DotTimeout, match=r"more than 0\.2 s"):
+def test_run_dot_raises_a_drawing_error_on_timeout_and_reaps_the_process(slow_dot: Path):
+    with pytest.raises(DrawingError, match=r"more than 0\.2 s"):
         run_dot("digraph { a }", seconds=0.2)
     assert gone(int(slow_dot.read_text()))
 

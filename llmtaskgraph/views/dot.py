@@ -17,18 +17,20 @@ import subprocess
 import threading
 from collections.abc import Iterator
 
-__all__ = ["DotFailed", "DotMissing", "DotTimeout", "dot_available", "run_dot"]
+from ..errors import DrawingError
+
+__all__ = ["dot_available", "run_dot"]
 
 
-class DotMissing(RuntimeError):
+class _DotMissing(DrawingError):
     """The ``dot`` program is not installed."""
 
 
-class DotTimeout(RuntimeError):
+class _DotTimeout(DrawingError):
     """``dot`` did not finish within its budget (it has been killed)."""
 
 
-class DotFailed(RuntimeError):
+class _DotFailed(DrawingError):
     """``dot`` exited with an error (its message is this error's)."""
 
 
@@ -38,10 +40,11 @@ def dot_available() -> bool:
 
 
 def run_dot(source: str, seconds: float, fmt: str = "svg") -> str:
-    """``dot -T<fmt>`` of ``source``; raises :class:`DotTimeout` after ``seconds`` (``dot`` killed)."""
+    """``dot -T<fmt>`` of ``source``. Raises :class:`~llmtaskgraph.errors.DrawingError` when ``dot`` is
+    missing, fails, or is still running after ``seconds`` (then it has been killed)."""
     dot = shutil.which("dot")
     if dot is None:
-        raise DotMissing("graphviz's `dot` program is not installed")
+        raise _DotMissing("graphviz's `dot` program is not installed")
     process = subprocess.Popen(
         [dot, f"-T{fmt}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
@@ -50,12 +53,12 @@ def run_dot(source: str, seconds: float, fmt: str = "svg") -> str:
             out, err = process.communicate(source.encode("utf-8"), timeout=seconds)
         except subprocess.TimeoutExpired:
             _kill(process)
-            raise DotTimeout(f"`dot` took more than {seconds:g} s") from None
+            raise _DotTimeout(f"`dot` took more than {seconds:g} s") from None
         except BaseException:  # KeyboardInterrupt, SIGTERM, SystemExit: dot must not outlive the call
             _kill(process)
             raise
     if process.returncode != 0:
-        raise DotFailed(err.decode("utf-8", "replace").strip() or f"`dot` exited with status {process.returncode}")
+        raise _DotFailed(err.decode("utf-8", "replace").strip() or f"`dot` exited with status {process.returncode}")
     return out.decode("utf-8")
 
 

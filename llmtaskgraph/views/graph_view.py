@@ -23,7 +23,7 @@ from ..text import seconds_text, shorten
 from ..trace.summary import span_seconds
 from .cards import is_edited, kind_text
 from .common import PLAN_COLOURS, STATUS_COLOURS, Limits, legend
-from .dot import DotMissing
+from .dot import _DotMissing
 from .render import drawing, iter_tasks, layout
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class GraphView(anywidget.AnyWidget):
         started = _clock()
         try:
             svg, notes = layout(draw, self.limits)
-        except DotMissing:  # no graphviz: the Python layout, and say how to get the better one
+        except _DotMissing:  # no graphviz: the Python layout, and say how to get the better one
             from .layout import layered_svg
 
             svg, notes = layered_svg(draw.nodes, draw.edges), [*draw.notes, "install graphviz's `dot` for a tidier drawing"]

@@ -37,7 +37,7 @@ from .common import (
     badge,
     legend,
 )
-from .dot import DotFailed, DotMissing, DotTimeout, run_dot
+from .dot import _DotFailed, _DotMissing, _DotTimeout, run_dot
 from .layout import EdgeSpec, NodeSpec, layered_svg
 
 if TYPE_CHECKING:
@@ -326,15 +326,15 @@ def to_dot(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None = N
 def layout(draw: Drawing, limits: Limits | None = None) -> tuple[str, list[str]]:
     """An SVG of ``draw`` and notes: laid out by ``dot`` within its budget, else by the Python layout.
 
-    Raises :class:`~llmtaskgraph.views.dot.DotMissing` when ``dot`` is not installed.
+    Raises :class:`~llmtaskgraph.errors.DrawingError` when ``dot`` is not installed.
     """
     seconds = (limits or Limits()).dot_seconds
     try:
         svg = run_dot(draw.dot, seconds)
         return svg[svg.index("<svg"):], list(draw.notes)
-    except DotTimeout:
+    except _DotTimeout:
         why = f"graphviz took more than {seconds:g} s to lay this graph out"
-    except DotFailed as exc:
+    except _DotFailed as exc:
         why = f"graphviz could not lay this graph out ({shorten(str(exc), 200)})"
     return layered_svg(draw.nodes, draw.edges), [*draw.notes, f"{why}: it is drawn with a simpler layout"]
 
@@ -345,7 +345,7 @@ def graph_svg(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None 
 
 
 def to_svg(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None = None) -> str:
-    """The graph as an SVG document. Raises :class:`~llmtaskgraph.views.dot.DotMissing` without ``dot``."""
+    """The graph as an SVG document. Raises :class:`~llmtaskgraph.errors.DrawingError` without ``dot``."""
     return graph_svg(graph, limits, plan)[0]
 
 
@@ -369,7 +369,7 @@ def graph_html(graph: TaskGraph, limits: Limits | None = None, plan: Plan | None
     limits = limits or Limits()
     try:
         svg, notes = graph_svg(graph, limits, plan)
-    except DotMissing:
+    except _DotMissing:
         return _fallback_html(graph, limits)
     shown = "".join(f'<div class="ltg-note">{html.escape(n)}</div>' for n in notes)
     return (f'{STYLE}<div class="ltg ltg-root ltg-graph"><div class="ltg-canvas">{sized_svg(svg)}</div>'
