@@ -15,13 +15,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..llm.prices import cost_of
+from ..llm.reply import content_of, stop_note
+from ..model.agent import AgentTask, ToolCallTask, TurnTask
 from ..model.tasks import EDITED, STATUSES, LLMTask, PythonTask, Task, TaskGraphTask
 from ..text import clip, count_text, seconds_text, shorten
 from ..trace.summary import span_seconds
 from ..trace.usage import dollars_text, seconds
 from .common import CELL, STYLE, Limits, badge
 
-__all__ = ["as_text", "counts_text", "is_edited", "kind_text", "task_html"]
+__all__ = ["as_text", "block_text", "counts_text", "is_edited", "kind_text", "task_html"]
 
 
 def as_text(value: Any) -> str:
@@ -36,6 +38,12 @@ def as_text(value: Any) -> str:
 
 def kind_text(task: Task) -> str:
     """What a task does, in one line (``LLM: ask → parse``)."""
+    if isinstance(task, AgentTask):
+        return f"agent: {task.formatter_name} → {task.parser_name} · tools {', '.join(task.tool_names())}"
+    if isinstance(task, TurnTask):
+        return f"LLM turn {task.turn} of at most {task.max_turns} → {task.parser_name}"
+    if isinstance(task, ToolCallTask):
+        return f"tool call: {task.tool}({shorten(', '.join(f'{k}={v!r}' for k, v in task.inputs.items()), 80)})"
     if isinstance(task, LLMTask):
         return f"LLM: {task.formatter_name} → {task.parser_name}"
     if isinstance(task, PythonTask):
@@ -43,6 +51,18 @@ def kind_text(task: Task) -> str:
     if isinstance(task, TaskGraphTask):
         return f"sub-graph: {task.input_formatter_name}"
     return type(task).__name__
+
+
+def block_text(block: dict[str, Any]) -> str:
+    """One non-text content block in a line or a few: ``[tool_use add] {"a": 1}``, ``[thinking] ...``."""
+    kind = str(block.get("type"))
+    if kind == "thinking":
+        return f"[thinking] {block.get('thinking', '')}"
+    if kind in ("tool_use", "server_tool_use"):
+        return f"[{kind} {block.get('name')}] {as_text(block.get('input'))}"
+    if kind == "redacted_thinking":
+        return "[redacted thinking]"
+    return f"[{kind}] {shorten(as_text({k: v for k, v in block.items() if k != 'type'}), 300)}"
 
 
 def counts_text(tasks: Iterable[Task]) -> str:
@@ -114,6 +134,12 @@ def task_html(task: Task, limits: Limits | None = None, shown_status: str | None
     response = rec.response or {}
     if response:
         rows.append(_section("reply (edited)" if response.get("edited") else "reply", str(response.get("text", "")), limit))
+        others = [b for b in content_of(response) if b.get("type") != "text"]
+        if others:  # thinking, tool uses, server tools: what the text alone does not show
+            rows.append(_section("other blocks", "\n".join(block_text(b) for b in others), limit))
+        note = stop_note(response)
+        if note is not None:
+            rows.append(_row("stopped early", f'<span class="ltg-note">{e(str(response.get("stop_reason")))}: {e(note)}</span>'))
         usage = response.get("usage")
         usage = usage if isinstance(usage, dict) else {}  # a hand-edited trace may hold anything here
         facts = [e(f"{shorten(k.replace('_tokens', ''), 60)} {_number(v)} tokens") for k, v in usage.items()
