@@ -236,3 +236,16 @@ def test_the_plan_names_exactly_what_the_next_run_executes_and_its_llm_calls(dat
         assert plan.llm_calls == report.llm_calls >= plan.llm_calls_certain, (kind, path, plan)
     again = graph.plan(registry, llm=RecordingLLM(log))
     assert again.will_run == [] and again.llm_calls == 0
+
+
+def test_an_edit_of_a_sub_graph_output_task_plans_what_reads_the_sub_graph():
+    """The sub-graph task hands the edited output on when the run enters it: its readers run."""
+    from jupyter_helpers import planner_graph
+
+    graph, registry, llm = planner_graph()
+    graph.run(registry, llm=llm, progress=False)
+    graph.find("subgraph > inc").edit(output=8)
+    plan = graph.plan(registry, llm=llm)
+    assert plan.will_run == ["report"] and plan.reasons["report"] == ["output of `subgraph` may change (it runs first)"]
+    graph.run(registry, llm=llm, progress=False)
+    assert graph.last_run.executed == ["report"] and graph.tasks["subgraph"].output == 8

@@ -202,6 +202,9 @@ class _Planner:
                 inner = self.graph(task.subgraph, path + PATH_SEP, not input_runs)
                 if not (input_runs or inner):
                     plan.reused.append(path)
+                    result = task.result_task()
+                    if result is not None and result.record.output_fingerprint() != task.record.output_fingerprint():
+                        changing.add(tid)  # its output task was edited: entering it hands the new output on
                     continue
                 plan.will_run.insert(at, path)
                 plan.reasons[path] = reasons if input_runs else ["tasks inside it run"]
