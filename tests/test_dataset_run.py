@@ -373,3 +373,28 @@ def test_costs_add_up_and_streaming_goes_through_the_shared_limit() -> None:
     plan = run.plan(Counting().registry(), llm=llm, resample=True)
     assert plan.llm_calls == plan.llm_calls_certain == 6 and 0 < plan.cost_low < plan.cost_high
     assert plan.cost_text() == f", cost ${plan.cost_low:.4f} to ${plan.cost_high:.4f}"
+
+
+def test_the_cases_share_one_reading_of_the_registrys_code() -> None:
+    from llmtaskgraph.memo.code import CodeVersions
+
+    class Reads(CodeVersions):
+        """Counts the functions whose code it read (a second ask of a name is answered from memory)."""
+
+        def __init__(self, registry: Any) -> None:
+            super().__init__(registry)
+            self.read: Counter[str] = Counter()
+
+        def __call__(self, name: str) -> str | None:
+            if name not in self._cache:
+                self.read[name] += 1
+            return super().__call__(name)
+
+    counting = Counting()
+    registry = counting.registry()
+    reads = Reads(registry)
+    run = run_dataset(review_graph(), REVIEWS, registry, ids="id", llm=scripted(), code_versions=reads)
+    assert {c.status for c in run} == {"done"} and len(REVIEWS) > 1
+    assert reads.read and set(reads.read.values()) == {1}  # each function read once for all the cases
+    assert run.plan(registry, llm=scripted(), code_versions=reads).will_run == []
+    assert set(reads.read.values()) == {1}

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..memo.code import CodeVersions
 from ..text import count_text
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ def plan_dataset(run: DatasetRun, registry: Registry | None, options: RunSetting
     from ..model.graph import default_llm
 
     settings: dict[str, Any] = dict(options)
+    if registry is not None:
+        settings.setdefault("code_versions", CodeVersions(registry))  # each function's code read once, not per case
     result = DatasetPlan(cases=len(run.cases))
     notes: Counter[str] = Counter()
     for case in run.cases.values():

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DatasetError, LLMTaskGraphError, RunOptionsError, TaskGraphError
+from ..memo.code import CodeVersions
 from ..model.graph import TaskGraph, default_llm
 from ..model.registry import check_registry
 from ..run._sync import run_sync
@@ -244,6 +245,7 @@ class DatasetRun:
         progress = CaseProgress(len(cases), progress_option)
         settings["llm"] = SharedLimit(llm, limit, progress.counter)
         settings["progress"] = False
+        settings.setdefault("code_versions", CodeVersions(registry))  # read each function's code once, not per case
         todo = iter(cases)
         started = time.perf_counter()
 

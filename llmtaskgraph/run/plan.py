@@ -117,7 +117,7 @@ def make_plan(graph: TaskGraph, registry: Registry | None, options: RunSettings)
         versions = _no_versions
         plan.notes.append("no registry given: changes to function code are not detected")
     else:
-        versions = CodeVersions(registry)
+        versions = run_options.code_versions or CodeVersions(registry)
     cache = None
     if run_options.cache is not None:
         from ..llm.cache import as_store

@@ -74,6 +74,9 @@ class RunOptions:
     """Threads for plain (non-async) registry functions, so they do not block LLM calls."""
     backend: ExecutionBackend | None = None
     """Where PythonTasks run, e.g. ``DaskBackend(client)``; None: in this process. LLM calls stay here."""
+    code_versions: CodeVersions | None = None
+    """One reading of the registry's code to share between runs started together (a dataset run passes one to
+    every case); None: this run reads the code versions it needs itself."""
     checkpoint: str | os.PathLike[str] | None = None
     """File the trace is saved to (atomically) while the run goes on and when it ends; see :mod:`.checkpoint`."""
     checkpoint_every: int | None = None
@@ -161,6 +164,7 @@ class RunSettings(TypedDict, total=False):
     on_event: Listener | Sequence[Listener] | None
     max_workers: int
     backend: ExecutionBackend | None
+    code_versions: CodeVersions | None
     checkpoint: str | os.PathLike[str] | None
     checkpoint_every: int | None
     checkpoint_seconds: float | None
@@ -327,7 +331,7 @@ class RunState:
         """Whether :meth:`may_start` can say no before ``report.stopped`` is set; if not, it is skipped."""
         self.backend = options.backend
         self.break_after = options.break_after
-        self.versions = CodeVersions(registry)
+        self.versions = options.code_versions or CodeVersions(registry)
         """Code versions of the registry's functions, computed once per run (see :mod:`llmtaskgraph.memo.code`)."""
     def listen(self, listener: Callable[[RunEvent], None]) -> Callable[[], None]:
         """Add ``listener`` to every event of this run; returns a function that removes it."""
