@@ -41,3 +41,20 @@ def test_a_card_shows_thinking_and_tool_uses_escaped_and_an_early_stop():
     assert "stopped early" not in first
     last = task_html(graph.find("agent > turn2"))
     assert "stopped early" in last and "max_tokens: cut off at `max_tokens`" in last
+
+
+def test_the_graph_views_hover_shows_a_replys_tokens_and_cost():
+    from llmtaskgraph import LLMResponse
+
+    class Priced:
+        kind = "priced"
+
+        async def complete(self, request: dict[str, Any]) -> LLMResponse:
+            return LLMResponse(text="ok", model="claude-sonnet-5-5", stop_reason="end_turn",
+                               usage={"input_tokens": 1000, "output_tokens": 100}, backend="anthropic")
+
+    graph = TaskGraph()
+    graph.add_task(LLMTask("fmt", "parse", id="ask"))
+    graph.run({"fmt": lambda ctx: "hi", "parse": lambda ctx, t: t}, llm=Priced(), progress=False)
+    hover = graph.view().info["ask"]
+    assert "1000 in + 100 out tokens · cost $0." in hover

@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..llm.prices import cost_of
 from ..run.progress import Throttle
 from ..text import seconds_text, shorten
 from ..trace.summary import span_seconds
+from ..trace.usage import dollars_text
 from .cards import is_edited, kind_text
 from .common import PLAN_COLOURS, STATUS_COLOURS, Limits, legend
 from .dot import _DotMissing
@@ -175,6 +177,12 @@ class GraphView(anywidget.AnyWidget):
             lines.append("started at " + time.strftime("%H:%M:%S", time.localtime(rec.started_at)))
         if task.created_by:
             lines.append(f"added by {task.created_by}")
+        response = rec.response or {}
+        if response.get("backend"):  # a paid-for reply (a hand-written one has no backend)
+            usage = response.get("usage")
+            usage = usage if isinstance(usage, dict) else {}  # a hand-edited trace may hold anything here
+            lines.append(f"{usage.get('input_tokens', '?')} in + {usage.get('output_tokens', '?')} out tokens · "
+                         f"cost {dollars_text(cost_of(response))}")
         if self.plan is not None and path in self.plan.reasons:
             lines.append("why: " + "; ".join(self.plan.reasons[path]))
         if rec.error is not None:
