@@ -393,3 +393,16 @@ def test_the_plan_of_an_agent_covers_what_the_run_does_and_a_second_run_does_not
     assert again.will_run == [] and graph.last_run.executed == [] and llm.calls == calls
     loaded = TaskGraph.from_json(json.loads(json.dumps(graph.to_json())))
     assert loaded.plan(reg, llm=llm).will_run == []
+
+
+def test_an_agent_stopped_mid_loop_resumes_from_its_saved_trace_without_repeating_calls(tmp_path):
+    graph, agent = agent_graph()
+    script = Scripted()
+    llm = ScriptedLLM(script, whole_request=True, name="s")
+    graph.run(registry(), llm=llm, progress=False, max_tasks=3, checkpoint=tmp_path / "t.json")
+    assert graph.last_run.stopped == "max_tasks" and llm.calls < 3
+    calls = llm.calls
+    loaded = TaskGraph.load(tmp_path / "t.json")
+    llm2 = ScriptedLLM(script, whole_request=True, name="s")
+    assert loaded.run(registry(), llm=llm2, progress=False) == "ANSWER FROM ['12', '6']"
+    assert calls + llm2.calls == 3  # every turn called once in all
