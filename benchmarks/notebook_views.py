@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -25,18 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-
-
-def dense_graph(n: int = 150, k: int = 10):  # type: ignore[no-untyped-def]
-    from llmtaskgraph import PythonTask, TaskGraph
-
-    rnd = random.Random(1)
-    graph = TaskGraph()
-    ids: list[str] = []
-    for i in range(n):
-        graph.add_task(PythonTask("f", *rnd.sample(ids, min(k, len(ids))), id=f"t{i}"))
-        ids.append(f"t{i}")
-    return graph
+from core_helpers import dense_graph  # noqa: E402  (the test helpers are on the path only now)
 
 
 def measure_dense(before: bool) -> None:

@@ -396,7 +396,7 @@ def test_the_plan_of_an_agent_covers_what_the_run_does_and_a_second_run_does_not
 
 
 def test_an_agent_stopped_mid_loop_resumes_from_its_saved_trace_without_repeating_calls(tmp_path):
-    graph, agent = agent_graph()
+    graph, _ = agent_graph()
     script = Scripted()
     llm = ScriptedLLM(script, whole_request=True, name="s")
     graph.run(registry(), llm=llm, progress=False, max_tasks=3, checkpoint=tmp_path / "t.json")

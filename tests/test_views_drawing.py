@@ -7,7 +7,6 @@ about what happens to that process (killed, waited for), never about how long an
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
 import subprocess
@@ -18,26 +17,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from core_helpers import dense_graph
 from jupyter_helpers import planner_graph
 
-from llmtaskgraph import PythonTask, TaskGraph
 from llmtaskgraph.errors import DrawingError
 from llmtaskgraph.views.dot import run_dot
 from llmtaskgraph.views.layout import layered_svg
 from llmtaskgraph.views.render import MIN_SCALE, STATUS_COLOURS, Limits, drawing, graph_html, sized_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def dense_graph(n: int = 150, k: int = 10) -> TaskGraph:
-    """``n`` tasks, each depending on ``k`` earlier ones chosen at random (the issue's 96-second graph)."""
-    rnd = random.Random(1)
-    graph = TaskGraph()
-    ids: list[str] = []
-    for i in range(n):
-        graph.add_task(PythonTask("f", *rnd.sample(ids, min(k, len(ids))), id=f"t{i}"))
-        ids.append(f"t{i}")
-    return graph
 
 
 @pytest.fixture
