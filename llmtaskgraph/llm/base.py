@@ -75,7 +75,11 @@ class LLMBackend(Protocol):
     """Identifies the backend in call fingerprints, so switching backend calls the LLM again."""
 
     async def complete(self, request: dict[str, Any]) -> LLMResponse:
-        """Answer one Messages API request (``messages``, ``system``, ``model``, ...)."""
+        """Answer one Messages API request (``messages``, ``system``, ``model``, ...).
+
+        A backend that can stream may also take a keyword ``on_text``: a watched run then passes a
+        function it calls with the reply's text so far as it grows (see ``AnthropicLLM.complete``);
+        the run finds out from the signature, so backends without it need nothing."""
         ...
 
 
