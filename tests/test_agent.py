@@ -199,7 +199,7 @@ def test_a_tool_the_model_made_up_gets_an_error_result():
     graph, _agent = agent_graph()
     out = graph.run(registry(), llm=ScriptedLLM(reply, whole_request=True, name="u"), progress=False)
     assert out == "LOOKUPERROR: THERE IS NO TOOL `DELETE_EVERYTHING`; USE ONE OF THE TOOLS LISTED IN THE REQUEST"
-    assert graph.find("agent > turn1/delete_everything").tool == "delete_everything"
+    assert graph.find("agent > turn1/unknown_tool").tool == "delete_everything"
 
 
 def test_max_turns_ends_the_loop_and_the_last_parser_sees_why():
@@ -406,3 +406,20 @@ def test_an_agent_stopped_mid_loop_resumes_from_its_saved_trace_without_repeatin
     llm2 = ScriptedLLM(script, whole_request=True, name="s")
     assert loaded.run(registry(), llm=llm2, progress=False) == "ANSWER FROM ['12', '6']"
     assert calls + llm2.calls == 3  # every turn called once in all
+
+
+@pytest.mark.parametrize("names", [[""], ["a > b"], ["add", "add", "add#2"], ["unknown_tool", "x", "unknown_tool"]])
+def test_tool_names_the_model_makes_up_get_error_results_and_a_trace_that_loads(names, tmp_path):
+    def reply(request: dict[str, Any]) -> dict[str, Any]:
+        if len(request["messages"]) == 1:
+            return {"content": [tool_use(n, {"a": 1, "b": 2}, id=f"toolu_{i}") for i, n in enumerate(names)]}
+        return {"content": [text(" | ".join(str(b["content"]) for b in request["messages"][-1]["content"]))]}
+
+    graph, agent = agent_graph()
+    out = graph.run(registry(), llm=ScriptedLLM(reply, whole_request=True, name="made-up"), progress=False)
+    results = out.split(" | ")
+    assert len(results) == len(names)
+    for name, result in zip(names, results, strict=True):
+        assert result == ("3" if name == "add" else f"LOOKUPERROR: THERE IS NO TOOL `{name.upper()}`; USE ONE OF THE TOOLS LISTED IN THE REQUEST")
+    graph.save(tmp_path / "t.json")
+    assert TaskGraph.load(tmp_path / "t.json").to_json() == graph.to_json()

@@ -206,10 +206,13 @@ class TurnTask(LLMTask):
         calls: list[Task] = []
         for use in self.tool_uses():
             name = str(use.get("name"))
-            seen[name] += 1
-            tid = f"turn{self.turn}/{name}" + (f"#{seen[name]}" if seen[name] > 1 else "")
-            arguments = use.get("input") if isinstance(use.get("input"), dict) else {}
             fn = name if name in self.tools else UNKNOWN_TOOL
+            # ids from the agent's own tool names only: a name the model made up may be empty, hold " > ", or
+            # look like a numbered id ("add#2"); its calls are numbered under one name of their own
+            base = name if fn == name else "unknown_tool"
+            seen[base] += 1
+            tid = f"turn{self.turn}/{base}" + (f"#{seen[base]}" if seen[base] > 1 else "")
+            arguments = use.get("input") if isinstance(use.get("input"), dict) else {}
             calls.append(ctx.add_task(ToolCallTask(
                 fn, tool=name, tool_use_id=str(use.get("id")), tool_errors=self.tool_errors, id=tid,
                 inputs=arguments if fn == name else {"name": name},

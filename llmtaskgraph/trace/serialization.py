@@ -434,7 +434,7 @@ _OWN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "fn": lambda v: _is_name(v), "formatter": lambda v: _is_name(v), "parser": lambda v: _is_name(v),
     "input_formatter": lambda v: _is_name(v), "params": _opt_json_object, "output_schema": _opt_json_object,
     "sample": _count(0), "max_turns": _count(1), "turn": _count(1), "tool_errors": lambda v: v in TOOL_ERRORS,
-    "tool": lambda v: _is_name(v), "tool_use_id": lambda v: _is_text(v),
+    "tool": lambda v: _is_text(v), "tool_use_id": lambda v: _is_text(v),
     "tools": lambda v: type(v) is list and bool(v) and all(_is_name(t) or (type(t) is dict and _is_json(t)) for t in v),
 }
 """Field -> whether a stored value is acceptable (its exact JSON type and content)."""
@@ -516,7 +516,7 @@ _EXPECTED: dict[str, tuple[str, Callable[[Any, tuple[str, ...]], bool] | None]] 
     "max_turns": ("a whole number >= 1", lambda v, s: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
     "turn": ("a whole number >= 1", lambda v, s: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
     "tool_errors": ("`return` or `raise`", lambda v, s: False),
-    "tool": ("a tool name", _name_kind),
+    "tool": ("the tool name the model asked for (a string)", lambda v, s: isinstance(v, str)),
     "tool_use_id": ("a string", lambda v, s: isinstance(v, str)),
     "sample": ("a whole number >= 0", lambda v, s: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
     "subgraph": ("an object (the sub-graph)", lambda v, s: False),
