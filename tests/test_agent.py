@@ -415,7 +415,7 @@ def test_tool_names_the_model_makes_up_get_error_results_and_a_trace_that_loads(
             return {"content": [tool_use(n, {"a": 1, "b": 2}, id=f"toolu_{i}") for i, n in enumerate(names)]}
         return {"content": [text(" | ".join(str(b["content"]) for b in request["messages"][-1]["content"]))]}
 
-    graph, agent = agent_graph()
+    graph, _ = agent_graph()
     out = graph.run(registry(), llm=ScriptedLLM(reply, whole_request=True, name="made-up"), progress=False)
     results = out.split(" | ")
     assert len(results) == len(names)
