@@ -423,3 +423,41 @@ def test_tool_names_the_model_makes_up_get_error_results_and_a_trace_that_loads(
         assert result == ("3" if name == "add" else f"LOOKUPERROR: THERE IS NO TOOL `{name.upper()}`; USE ONE OF THE TOOLS LISTED IN THE REQUEST")
     graph.save(tmp_path / "t.json")
     assert TaskGraph.load(tmp_path / "t.json").to_json() == graph.to_json()
+
+
+def test_editing_a_turns_blocks_decides_whether_it_asks_for_tools():
+    graph, agent = agent_graph()
+    llm = ScriptedLLM(Scripted(), whole_request=True, name="s")
+    graph.run(registry(), llm=llm, progress=False)
+    turn1 = graph.find("agent > turn1")
+    thought = turn1.response["content"][0]
+    turn1.edit(response={"content": [thought, text("no tools after all")]})  # an answer now, not a request for tools
+    assert turn1.response["stop_reason"] == "end_turn"
+    assert graph.run(registry(), llm=llm, progress=False) == "NO TOOLS AFTER ALL"
+    assert list(agent.subgraph.tasks) == ["turn1"]
+    turn1.edit(response={"content": [thought, tool_use("add", {"a": 5, "b": 5}, id="t9")]})  # and back to asking
+    assert turn1.response["stop_reason"] == "tool_use"
+    graph.run(registry(), llm=llm, progress=False)
+    assert graph.find("agent > turn1/add").output == 10
+
+
+@pytest.mark.parametrize("content, message", [
+    ([{"type": "tool_use", "name": "add", "input": {}}], r"block 0 \(tool_use\) needs `id`"),
+    ([{"type": "tool_use", "id": "t", "name": "add"}], r"needs `input` \(an object\)"),
+    ([{"type": "text"}], r"block 0 \(text\) needs `text`"),
+])
+def test_a_reply_edit_with_blocks_the_api_would_refuse_is_refused(content, message):
+    graph, _ = agent_graph()
+    graph.run(registry(), llm=ScriptedLLM(Scripted(), whole_request=True, name="s"), progress=False)
+    with pytest.raises(GraphValidationError, match=message):
+        graph.find("agent > turn1").edit(response={"content": content})
+    with pytest.raises(GraphValidationError, match="`text` differs from the text blocks"):
+        graph.find("agent > turn1").edit(response={"content": [text("a")], "text": "b"})
+
+
+def test_a_text_edit_of_a_reply_with_no_text_goes_before_its_tool_uses():
+    graph, _ = agent_graph()
+    graph.run(registry(), llm=ScriptedLLM(Scripted(), whole_request=True, name="s"), progress=False)
+    turn1 = graph.find("agent > turn1")
+    turn1.edit(response="let me add")
+    assert [b["type"] for b in turn1.response["content"]] == ["thinking", "text", "tool_use", "tool_use"]

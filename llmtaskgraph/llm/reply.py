@@ -156,10 +156,15 @@ def edited_response(task_id: str, old: dict[str, Any] | None, new: str | dict[st
         base.update(new)
         if "content" in new:
             content = new["content"]
-            if not isinstance(content, list) or not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content):
-                raise GraphValidationError(f"a response edit of task `{task_id}`: `content` must be a list of blocks, "
-                                           "each a dict with a `type`")
-            base["text"] = text_of(content) if "text" not in new else new["text"]
+            _check_blocks(task_id, content)
+            if "text" in new and new["text"] != text_of(content):
+                raise GraphValidationError(f"a response edit of task `{task_id}`: `text` differs from the text blocks of "
+                                           "`content`; give one of them")
+            base["text"] = text_of(content)
+            if "stop_reason" not in new:  # what the blocks now say: asking for tools, or answering
+                uses = any(b["type"] == "tool_use" for b in content)
+                if uses or base.get("stop_reason") == "tool_use":
+                    base["stop_reason"] = "tool_use" if uses else "end_turn"
         else:
             if not isinstance(new.get("text"), str):
                 raise GraphValidationError(f"a response edit of task `{task_id}` must give the reply text (str) or `content`")
@@ -182,7 +187,8 @@ def edited_response(task_id: str, old: dict[str, Any] | None, new: str | dict[st
 
 
 def _with_text(blocks: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    """``blocks`` with their text blocks replaced by one holding ``text``, where the first one was."""
+    """``blocks`` with their text blocks replaced by one holding ``text``, where the first one was (else after
+    the thinking, before any tool use, where the API puts text)."""
     out: list[dict[str, Any]] = []
     placed = False
     for block in blocks:
@@ -192,5 +198,23 @@ def _with_text(blocks: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
             out.append({"type": "text", "text": text})
             placed = True
     if not placed and text:
-        out.append({"type": "text", "text": text})
+        at = next((i for i, b in enumerate(out) if b.get("type") not in SIGNED), len(out))
+        out.insert(at, {"type": "text", "text": text})
     return out
+
+
+_NEEDS = {"text": {"text": str}, "tool_use": {"id": str, "name": str, "input": dict},
+          "thinking": {"thinking": str, "signature": str}, "redacted_thinking": {"data": str}}
+"""What a block of each type must hold to be sent back to the API (other types are kept as they are)."""
+
+
+def _check_blocks(task_id: str, content: Any) -> None:
+    if not isinstance(content, list) or not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in content):
+        raise GraphValidationError(f"a response edit of task `{task_id}`: `content` must be a list of blocks, "
+                                   "each a dict with a `type`")
+    for i, block in enumerate(content):
+        for key, kind in _NEEDS.get(block["type"], {}).items():
+            if not isinstance(block.get(key), kind):
+                raise GraphValidationError(
+                    f"a response edit of task `{task_id}`: block {i} ({block['type']}) needs `{key}` "
+                    f"({'an object' if kind is dict else 'a string'}), as the API sends it")
