@@ -203,7 +203,7 @@ def _with_text(blocks: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
     return out
 
 
-_NEEDS = {"text": {"text": str}, "tool_use": {"id": str, "name": str, "input": dict},
+_NEEDS: dict[str, dict[str, type]] = {"text": {"text": str}, "tool_use": {"id": str, "name": str, "input": dict},
           "thinking": {"thinking": str, "signature": str}, "redacted_thinking": {"data": str}}
 """What a block of each type must hold to be sent back to the API (other types are kept as they are)."""
 
