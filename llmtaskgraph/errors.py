@@ -57,7 +57,8 @@ class MissingFunctionError(LLMTaskGraphError, KeyError):
         super().__init__(
             f"the function registry cannot serve {len(problems)} name(s):\n"
             + "\n".join(line(name, tasks) for name, tasks in problems.items())
-            + "\nAdd them to the registry (registry[name] = function) before running."
+            + "\nAdd them to the registry (`registry[name] = function` for a dict, `registry.add(name, function)` or "
+            "`@registry.register` for a FunctionRegistry) before running."
         )
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message

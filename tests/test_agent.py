@@ -461,3 +461,21 @@ def test_a_text_edit_of_a_reply_with_no_text_goes_before_its_tool_uses():
     turn1 = graph.find("agent > turn1")
     turn1.edit(response="let me add")
     assert [b["type"] for b in turn1.response["content"]] == ["thinking", "text", "tool_use", "tool_use"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"tools": []}, "`tools` belong to an LLMTask with tools: give `tools` a non-empty list"),
+    ({"max_turns": 3}, "`max_turns` belong to an LLMTask with tools"),
+    ({"tools": ["add"], "sample": 2}, "an agent has no `sample` of its own"),
+    ({"output_schema": {"type": "nonsense"}}, r"`output_schema\['type'\]` is not a valid JSON schema"),
+])
+def test_settings_that_cannot_work_are_refused_when_the_task_is_made(kwargs, message):
+    with pytest.raises(GraphValidationError, match=message):
+        LLMTask("fmt", "parse", **kwargs)
+    assert type(LLMTask("fmt", "parse", tools=None)) is LLMTask
+
+
+def test_pydantic_base_model_itself_is_no_output_schema():
+    pydantic = pytest.importorskip("pydantic")
+    with pytest.raises(GraphValidationError, match="`output_schema` BaseModel gives no JSON schema"):
+        LLMTask("fmt", "parse", output_schema=pydantic.BaseModel)

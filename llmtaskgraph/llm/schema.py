@@ -25,17 +25,28 @@ __all__ = ["as_json_schema", "check_output", "tool_definition"]
 
 
 def as_json_schema(schema: Any, label: str) -> dict[str, Any]:
-    """The JSON schema of ``output_schema=`` (a dict, or a pydantic model class)."""
+    """The JSON schema of ``output_schema=`` (a dict, or a pydantic model class), checked to be a valid schema."""
+    result: Any = None
     if isinstance(schema, Mapping):
-        return dict(schema)
-    to_schema = getattr(schema, "model_json_schema", None)
-    if isinstance(schema, type) and callable(to_schema):
-        result = to_schema()
-        if isinstance(result, dict):
-            return result
-    raise GraphValidationError(
-        f"task `{label}`: `output_schema` must be a JSON schema (a dict) or a pydantic model class, got {type(schema).__name__}"
-    )
+        result = dict(schema)
+    elif isinstance(schema, type) and callable(getattr(schema, "model_json_schema", None)):
+        try:
+            result = schema.model_json_schema()
+        except Exception as exc:  # e.g. pydantic.BaseModel itself
+            raise GraphValidationError(f"task `{label}`: `output_schema` {schema.__name__} gives no JSON schema ({exc})") from None
+    if not isinstance(result, dict):
+        raise GraphValidationError(
+            f"task `{label}`: `output_schema` must be a JSON schema (a dict) or a pydantic model class, got {type(schema).__name__}")
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - checked when the output is (with a message saying what to install)
+        return result
+    try:
+        jsonschema.validators.validator_for(result).check_schema(result)
+    except jsonschema.SchemaError as exc:
+        where = "".join(f"[{p!r}]" for p in exc.absolute_path)
+        raise GraphValidationError(f"task `{label}`: `output_schema{where}` is not a valid JSON schema: {exc.message}") from None
+    return result
 
 
 def check_output(value: Any, schema: dict[str, Any], task_id: str) -> None:

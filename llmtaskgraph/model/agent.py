@@ -65,6 +65,9 @@ class AgentTask(TaskGraphTask):
     ) -> None:
         from .graph import TaskGraph
 
+        if "sample" in kwdeps:
+            raise GraphValidationError(f"task `{name or id or formatter_name}`: an agent has no `sample` of its own; draw "
+                                       "fresh replies for its turns with `graph.resample([agent])`")
         self.formatter_name = formatter_name
         """Registry name of the formatter of the first request (as for an LLMTask)."""
         self.parser_name = parser_name

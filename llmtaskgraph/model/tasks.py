@@ -358,6 +358,12 @@ class LLMTask(Task):
         sample: int = 0, name: str | None = None, id: str | None = None, key: str | None = None,
         inputs: dict[str, Any] | None = None, output_schema: Any = None, **kwdeps: Task | str,
     ) -> None:
+        if "tools" in kwdeps and kwdeps["tools"] is None:  # ``tools=None``: no tools, a plain LLMTask
+            del kwdeps["tools"]
+        loop = sorted({"tools", "max_turns", "tool_errors"} & set(kwdeps))
+        if loop:  # (``tools=[...]`` makes an AgentTask: these came without a tool)
+            raise GraphValidationError(f"task `{name or id or formatter_name}`: {', '.join(f'`{k}`' for k in loop)} "
+                                       "belong to an LLMTask with tools: give `tools` a non-empty list of registry names")
         self.formatter_name = formatter_name
         """Registry name of ``formatter(ctx, *dep_outputs, **kwdep_outputs) -> prompt``."""
         self.parser_name = parser_name
