@@ -31,7 +31,7 @@ def as_json_schema(schema: Any, label: str) -> dict[str, Any]:
         result = dict(schema)
     elif isinstance(schema, type) and callable(getattr(schema, "model_json_schema", None)):
         try:
-            result = schema.model_json_schema()
+            result = getattr(schema, "model_json_schema")()  # noqa: B009  (a pydantic model class)
         except Exception as exc:  # e.g. pydantic.BaseModel itself
             raise GraphValidationError(f"task `{label}`: `output_schema` {schema.__name__} gives no JSON schema ({exc})") from None
     if not isinstance(result, dict):
