@@ -479,3 +479,19 @@ def test_pydantic_base_model_itself_is_no_output_schema():
     pydantic = pytest.importorskip("pydantic")
     with pytest.raises(GraphValidationError, match="`output_schema` BaseModel gives no JSON schema"):
         LLMTask("fmt", "parse", output_schema=pydantic.BaseModel)
+
+
+def test_a_parser_asks_for_the_whole_reply_with_reply_in_its_annotation():
+    from typing import Annotated, Optional
+
+    from llmtaskgraph.llm.reply import wants_reply
+
+    def plain(ctx: Any, text: str) -> str: ...
+    def optional(ctx: Any, reply: Reply | None) -> str: ...
+    def old_optional(ctx: Any, reply: Optional[Reply]) -> str: ...  # noqa: UP045
+    def annotated(ctx: Any, reply: Annotated[Reply, "whole"]) -> str: ...
+    def as_text(ctx: Any, reply: "Reply | None") -> str: ...  # noqa: UP037
+    def untyped(ctx, reply): ...  # type: ignore[no-untyped-def]
+
+    assert [wants_reply(f) for f in (plain, optional, old_optional, annotated, as_text, untyped)] == [
+        False, True, True, True, True, False]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,11 +135,17 @@ def _look(fn: Callable[..., Any]) -> bool:
         return False
     if len(params) < 2:
         return False
-    note = params[1].annotation
+    return _names_reply(params[1].annotation)
+
+
+def _names_reply(note: Any) -> bool:
+    """``Reply``, or ``Reply | None``, ``Optional[Reply]``, ``Annotated[Reply, ...]`` (as objects or as the text
+    ``from __future__ import annotations`` leaves)."""
     if note is Reply:
         return True
-    # ``from __future__ import annotations`` leaves the annotation as text
-    return isinstance(note, str) and note.rsplit(".", 1)[-1] == "Reply"
+    if isinstance(note, str):
+        return any(name.rsplit(".", 1)[-1] == "Reply" for name in re.findall(r"[A-Za-z_][\w.]*", note))
+    return any(_names_reply(arg) for arg in typing.get_args(note))
 
 
 def edited_response(task_id: str, old: dict[str, Any] | None, new: str | dict[str, Any]) -> dict[str, Any]:
