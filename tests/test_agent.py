@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any, Literal
 
 import pytest
@@ -495,3 +496,41 @@ def test_a_parser_asks_for_the_whole_reply_with_reply_in_its_annotation():
 
     assert [wants_reply(f) for f in (plain, optional, old_optional, annotated, as_text, untyped)] == [
         False, True, True, True, True, False]
+
+
+def _saved_agent() -> dict[str, Any]:
+    graph, _ = agent_graph()
+    graph.run(registry(), llm=ScriptedLLM(Scripted(), whole_request=True, name="s"), progress=False)
+    return json.loads(json.dumps(graph.to_json()))
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda sub: sub["turn1"].update(children=["turn1/add", "turn1/mul"]), "subgraph"),  # turn2 not listed
+    (lambda sub: sub["turn2"].update(deps=["turn1/add"]), "subgraph"),
+    (lambda sub: sub["turn2"].update(created_by=None), "subgraph"),
+    (lambda sub: sub["turn3"].update(created_by="turn1"), "subgraph"),
+    (lambda sub: sub["turn2"].update(turn=5), "subgraph"),
+    (lambda sub: sub["turn2"].update(formatter="fmt"), "subgraph"),
+    (lambda sub: sub["turn2"].update(max_turns=3), "subgraph"),
+    (lambda sub: sub["turn1/add"].update(created_by="turn1/mul"), "subgraph"),
+    (lambda sub: sub["turn1"]["response"].update(content="x"), "response.content"),
+])
+def test_a_hand_edited_agent_loop_that_could_not_run_is_refused_naming_the_field(edit, field):
+    from llmtaskgraph import InvalidTraceError
+
+    data = _saved_agent()
+    edit({t["id"]: t for t in data["tasks"][0]["subgraph"]["tasks"]})
+    with pytest.raises(InvalidTraceError, match=re.escape(field)):
+        TaskGraph.from_json(data)
+
+
+def test_a_turn_saved_while_it_grew_loads_and_grows_again():
+    """A save from another thread may catch a turn that added its next turn but does not list it yet (its
+    parse stage holds no fingerprint then): the trace loads, and the run grows the turn again."""
+    data = _saved_agent()
+    sub = {t["id"]: t for t in data["tasks"][0]["subgraph"]["tasks"]}
+    sub["turn2"]["children"] = []
+    del sub["turn2"]["fingerprints"]["parse"]
+    graph = TaskGraph.from_json(data)
+    llm = ScriptedLLM(Scripted(), whole_request=True, name="s")
+    assert graph.run(registry(), llm=llm, progress=False) == "ANSWER FROM ['12', '6']" and llm.calls == 0

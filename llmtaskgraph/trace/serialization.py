@@ -24,12 +24,12 @@ from math import isfinite
 from operator import itemgetter
 from pathlib import Path
 from sys import intern
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import GraphValidationError, InvalidTraceError
 from ..files import write_json_atomically
 from ..fingerprint import _MAX_INT_BITS, _bad_text, _find_problem, _plainly_fine
-from ..model.agent import TOOL_ERRORS, AgentTask, ToolCallTask, TurnTask
+from ..model.agent import FIRST_TURN, NEXT_TURN, TOOL_ERRORS, AgentTask, ToolCallTask, TurnTask
 from ..model.tasks import (
     MAX_NESTING,
     PATH_SEP,
@@ -330,6 +330,7 @@ def _task(item: Any, path: str, index: int, depth: int) -> Task:
         setattr(task, _ATTR.get(field, field), _copied(value))
     if ttype == "agent":
         task.tools = _agent_tools(task.tools)
+        _check_loop(task)
     if "params" in given and task.params is None:
         task.params = {}
     if created_by is not None and not _is_text(created_by):
@@ -357,6 +358,8 @@ def _task(item: Any, path: str, index: int, depth: int) -> Task:
     if response is not None and (type(response) is not dict or type(response.get("text")) is not str
                                  or not _is_json(response)):
         raise _refusal("response", response, stages)
+    if response is not None and "content" in response and not _blocks(response["content"]):
+        raise _Refused("response.content", "expected a list of content blocks, each an object with a string `type`")
     error = None if error_obj is None else _error(error_obj)
     if output is not None and not _is_json(output):
         raise _refusal("output", output, stages)
@@ -422,6 +425,10 @@ def _error(obj: Any) -> TaskError:
     return TaskError(type=etype, message=message, traceback=traceback, stage=stage)
 
 
+def _blocks(v: Any) -> bool:
+    return type(v) is list and all(type(b) is dict and type(b.get("type")) is str for b in v)
+
+
 def _opt_json_object(v: Any) -> bool:
     return v is None or (type(v) is dict and (not v or _is_json(v)))
 
@@ -438,6 +445,43 @@ _OWN_CHECKS: dict[str, Callable[[Any], bool]] = {
     "tools": lambda v: type(v) is list and bool(v) and all(_is_name(t) or (type(t) is dict and _is_json(t)) for t in v),
 }
 """Field -> whether a stored value is acceptable (its exact JSON type and content)."""
+
+
+def _check_loop(agent: AgentTask) -> None:
+    """An agent's sub-graph must be the loop the agent grows, or a run could not go on with it: turns
+    ``turn1``, ``turn2``, ... each added by the one before with its tool calls, all with the agent's settings."""
+    tasks = agent.subgraph.tasks
+
+    def refuse(tid: str, why: str) -> NoReturn:
+        raise _Refused("subgraph", f"task `{tid}` {why}: this is not the loop the agent grew")
+
+    for tid, task in tasks.items():
+        if isinstance(task, TurnTask):
+            n = task.turn
+            if tid != f"turn{n}":
+                refuse(tid, f"is turn {n}, so its id must be `turn{n}`")
+            if (task.parser_name, task.max_turns, task.tools, task.tool_errors) != (
+                    agent.parser_name, agent.max_turns, agent.tool_names(), agent.tool_errors):
+                refuse(tid, "has other settings (parser, max_turns, tools or tool_errors) than its agent")
+            if n == 1:
+                if task.deps or task.kwdeps or task.created_by is not None or task.formatter_name != FIRST_TURN:
+                    refuse(tid, f"must have no dependencies, no creator and the formatter `{FIRST_TURN}`")
+                continue
+            before = tasks.get(f"turn{n - 1}")
+            calls = [c for c in before.record.children if isinstance(tasks.get(c), ToolCallTask)] if before else []
+            # (a turn caught growing, by a save from another thread, lists its children only once it is complete)
+            listed = tid in before.record.children or not before.is_complete if before else False
+            if (before is None or task.created_by != before.id or not listed
+                    or task.formatter_name != NEXT_TURN or task.deps[:1] != [before.id] or task.kwdeps
+                    or (before.is_complete and task.deps != [before.id, *calls])):
+                refuse(tid, f"must be added by `turn{n - 1}`, after its tool calls, with the formatter `{NEXT_TURN}`")
+        elif isinstance(task, ToolCallTask):
+            creator = tasks.get(task.created_by or "")
+            listed = isinstance(creator, TurnTask) and (tid in creator.record.children or not creator.is_complete)
+            if not listed or task.deps or task.kwdeps:
+                refuse(tid, "must be a tool call added by a turn, with no dependencies")
+        else:
+            refuse(tid, f"is a `{task.type}` task, where only turns and tool calls belong")
 
 
 def _copied(value: Any) -> Any:
