@@ -534,3 +534,14 @@ def test_a_turn_saved_while_it_grew_loads_and_grows_again():
     graph = TaskGraph.from_json(data)
     llm = ScriptedLLM(Scripted(), whole_request=True, name="s")
     assert graph.run(registry(), llm=llm, progress=False) == "ANSWER FROM ['12', '6']" and llm.calls == 0
+
+
+def test_a_tool_that_cannot_take_keywords_is_named_before_anything_runs():
+    def positional(ctx: Any, a: int, /) -> int:
+        return a
+
+    graph, _ = agent_graph()
+    llm = ScriptedLLM(Scripted(), whole_request=True, name="s")
+    with pytest.raises(GraphValidationError, match="task `agent`: tool `add`: parameter `a` is positional-only"):
+        graph.run(registry(add=positional), llm=llm, progress=False)
+    assert llm.calls == 0 and graph.tasks["agent"].status == "pending"

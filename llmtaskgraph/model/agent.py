@@ -108,6 +108,13 @@ class AgentTask(TaskGraphTask):
     def _spec(self) -> tuple[Any, ...]:
         return (*super()._spec(), self.tools, self.max_turns, self.tool_errors, self.params, self.output_schema)
 
+    def check_functions(self, registry: Any, path: str) -> None:
+        """Every tool must make an input schema (keyword parameters), so a bad one is named before the run starts."""
+        try:
+            self.first_turn(registry)
+        except GraphValidationError as exc:
+            raise GraphValidationError(f"task `{path}`: {exc}") from None
+
     def first_turn(self, registry: Mapping[str, Any]) -> TurnTask:
         """The first turn as the registry's tools make it now (their schemas are in its request)."""
         from ..llm.schema import tool_definition

@@ -411,6 +411,8 @@ class TaskGraph:
         if self._active is not None:
             raise GraphValidationError("this graph is already running; wait for that run to end (or call graph.stop())")
         check_registry(registry, self.required_functions())
+        for path, task, _ in self.walk():
+            task.check_functions(registry, path)
         run_options, resample, progress = self._run_options(options)
         if resample:
             self.resample(None if resample is True else resample)

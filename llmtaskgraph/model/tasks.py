@@ -204,6 +204,10 @@ class Task:
         """The Messages API request of this task's LLM call (only tasks with a ``call`` stage make one)."""
         raise GraphValidationError(f"task `{self.label}` is a {type(self).__name__}: it makes no LLM call")
 
+    def check_functions(self, registry: Any, path: str) -> None:
+        """Before a run: check what this task needs of its registry functions beyond their presence (an agent:
+        that its tools make input schemas); raise :class:`GraphValidationError` naming ``path``."""
+
     # -- behaviour a task type may add to its stages ------------------------------------------------
     def absorbs(self, exc: BaseException) -> bool:
         """Whether a failure of this task's function becomes its output (a tool call reports it to the model)."""
