@@ -545,3 +545,12 @@ def test_a_tool_that_cannot_take_keywords_is_named_before_anything_runs():
     with pytest.raises(GraphValidationError, match="task `agent`: tool `add`: parameter `a` is positional-only"):
         graph.run(registry(add=positional), llm=llm, progress=False)
     assert llm.calls == 0 and graph.tasks["agent"].status == "pending"
+
+
+def test_params_a_trace_could_not_save_are_refused_when_the_task_is_made():
+    from llmtaskgraph import OutputNotJSONError
+
+    with pytest.raises(OutputNotJSONError, match=r"`params` of task `fmt`.*`params\[\"a\"\]`"):
+        LLMTask("fmt", "parse", params={"a": {1, 2}})
+    with pytest.raises(OutputNotJSONError, match="the settings of task `agent`"):
+        LLMTask("fmt", "parse", tools=["add"], id="agent", params={"a": float("nan")})

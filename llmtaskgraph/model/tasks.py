@@ -375,6 +375,8 @@ class LLMTask(Task):
         super().__init__(deps, kwdeps, name, id, key, inputs)
         self.params: dict[str, Any] = dict(params or {})
         """Messages API settings (``model``, ``max_tokens``, ``temperature``, ``system``, ...)."""
+        if self.params:  # refused here, not when a save of the trace fails
+            check_json(self.params, f"the `params` of task `{self.label}`", "params")
         self.sample = sample
         """Sample number, part of the call fingerprint: bump it to draw a fresh reply."""
         self.output_schema: dict[str, Any] | None = None
