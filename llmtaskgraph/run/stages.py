@@ -50,7 +50,7 @@ async def run_stages(run: Run, task: Task, start: Stage) -> str:
     table = task.stage_table
     for stage in table[table.index(start):]:
         if stage is not start and memo.fresh(task, stage):
-            if stage is table[-1]:  # the stage that may have added its children was not run again: they stay
+            if stage is table[-1] and rec.children:  # the stage that may have added them did not run again: they stay
                 run.children_kept.add(str(task.id))
             continue
         if stage.reads == "subgraph":
