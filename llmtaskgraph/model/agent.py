@@ -74,7 +74,7 @@ class AgentTask(TaskGraphTask):
         """Registry name of the parser of the final turn's reply."""
         Task.__init__(self, deps, kwdeps, name, id, key, inputs)
         label = name or id or formatter_name  # ``self.label`` needs the tools
-        self.tools = _checked_tools(tools, label)
+        self.tools = checked_tools(tools, label)
         """Registry names of the tools (or dicts ``{"name", "description", "input_schema"}``)."""
         self.max_turns = _checked_turns(DEFAULT_MAX_TURNS if max_turns is None else max_turns, label)
         """The most LLM calls the loop makes; the last allowed turn is parsed whatever it asks for."""
@@ -291,7 +291,9 @@ def _unknown_tool(ctx: TaskContext, name: str) -> Any:
 BUILTINS.update({FIRST_TURN: _first_turn, NEXT_TURN: _next_turn, UNKNOWN_TOOL: _unknown_tool})
 
 
-def _checked_tools(tools: Any, label: str) -> list[str | dict[str, Any]]:
+def checked_tools(tools: Any, label: str) -> list[str | dict[str, Any]]:
+    """``tools`` as an agent keeps them (registry names, or dicts with a ``name``), refused with a message naming
+    ``label`` when they could not be sent; the constructor and the trace loader both read them through here."""
     if not isinstance(tools, (list, tuple)) or not tools:
         raise GraphValidationError(f"task `{label}`: `tools` must be a non-empty list of registry names (or tool dicts)")
     out: list[str | dict[str, Any]] = []

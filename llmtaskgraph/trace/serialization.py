@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ..errors import GraphValidationError, InvalidTraceError
 from ..files import write_json_atomically
 from ..fingerprint import _MAX_INT_BITS, _bad_text, _find_problem, _plainly_fine
-from ..model.agent import FIRST_TURN, NEXT_TURN, TOOL_ERRORS, AgentTask, ToolCallTask, TurnTask
+from ..model.agent import FIRST_TURN, NEXT_TURN, TOOL_ERRORS, AgentTask, ToolCallTask, TurnTask, checked_tools
 from ..model.tasks import (
     MAX_NESTING,
     PATH_SEP,
@@ -494,10 +494,8 @@ def _copied(value: Any) -> Any:
 
 
 def _agent_tools(tools: list[Any]) -> list[Any]:
-    from ..model.agent import _checked_tools
-
     try:
-        return _checked_tools(tools, "")
+        return checked_tools(tools, "")
     except GraphValidationError as exc:
         raise _Refused("tools", str(exc).split(": ", 1)[-1]) from None
 
